@@ -1,0 +1,41 @@
+# One-command set-up: `make run` (a real search) and `make test` (the test suite) create the
+# virtual environment and install every dependency (pip packages, the Fashion-MNIST apt package)
+# when missing.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint bench-layers clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: on the reference machines a CPU wheel of 2.13.0 lies on disk;
+	# elsewhere any torch >= 2.3 will do (a newer range would pull a multi-GB CUDA build here).
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q "torch>=2.3"
+	$(BIN)/pip install -q -e ".[all,dev]"
+	bash .ci/system-deps.sh
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+PSTRN_M := 8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20
+
+# The main job until `ranksearch run` lands: PSTRN-M's TR-LeNet-5 on Fashion-MNIST, counted
+# layer by layer, then trained for one epoch (checkpoint and metrics under runs/train/).
+run: $(STAMP)
+	$(BIN)/ranksearch inspect search_spaces/pstrn_lenet5_fashion.yaml --ranks $(PSTRN_M)
+	$(BIN)/ranksearch train search_spaces/pstrn_lenet5_fashion.yaml --ranks $(PSTRN_M) --epochs 1
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check ranksearch tests
+
+bench-layers: $(STAMP)
+	$(BIN)/python -m ranksearch.bench.layers
+
+clean:
+	rm -rf $(VENV) .pytest_cache mlruns runs

@@ -1,0 +1,52 @@
+"""User-facing error types shared by every entry point.
+
+Each carries enough context (file, field, value, fix) for the CLI to print one clear line and
+exit with status 2 before anything heavy (Ray, MLflow) starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RanksearchError(Exception):
+    """Base class of every error caused by user input rather than a bug."""
+
+    exit_code = 2
+
+
+class SpaceError(RanksearchError, ValueError):
+    """A search-space file (or a rank vector for it) is invalid."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        field: str | None = None,
+        value: Any = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file = file
+        self.field = field
+        self.value = value
+        self.hint = hint
+        self.reason = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = self.file or "<search space>"
+        parts = [where]
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        head = ": ".join(parts)
+        text = f"{head}: {self.reason}"
+        if self.field and self.value is not None:
+            text += f" (got {self.value!r})"
+        if self.hint:
+            text += f". {self.hint}"
+        return text
+
+    def with_file(self, file: str) -> SpaceError:
+        """The same error, attributed to `file` (used when a space is loaded from disk)."""
+        return SpaceError(self.reason, file=file, field=self.field, value=self.value, hint=self.hint)
