@@ -25,8 +25,9 @@ app = typer.Typer(
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print measured ratios side by side.")
 app.add_typer(bench_app, name="bench")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (CI, files) gets wide tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 SpaceArg = Annotated[Path, typer.Argument(help="Search-space YAML file (see search_spaces/).")]
 RanksOpt = Annotated[
@@ -148,6 +149,9 @@ def train(
         training = training.model_copy(update={"epochs": epochs, "steps": None})
     if device is not None:
         training = training.model_copy(update={"device": device})
+    from ranksearch.training import get_splits
+
+    get_splits(space, seed=seed)  # a missing data file fails here, before anything is written
     out_dir = out_dir or Path("runs") / "train" / f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     outcome = train_and_report(space, vec, training, seed=seed, out_dir=out_dir)
     if outcome.status != "ok":
@@ -219,10 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors from the CLI library (missing argument, bad option) know how to show
+        # themselves and carry exit code 2.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise

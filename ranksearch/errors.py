@@ -44,7 +44,7 @@ class SpaceError(RanksearchError, ValueError):
         if self.field and self.value is not None:
             text += f" (got {self.value!r})"
         if self.hint:
-            text += f". {self.hint}"
+            text += f". {self.hint[:1].upper()}{self.hint[1:]}"
         return text
 
     def with_file(self, file: str) -> SpaceError:

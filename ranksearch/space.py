@@ -277,13 +277,13 @@ class TensorizedLayer:
             kernel_size=self.kernel_size, bias=self.bias,
         )
 
-    def flops(self, ranks: tuple[int, ...]) -> int:
+    def flops(self, ranks: tuple[int, ...], batch_size: int = 1) -> int:
         from ranksearch.tensorized import layer_flops
 
         return layer_flops(
             self.format, self.kind, self.in_shape, self.out_shape, ranks,
             kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-            dilation=self.dilation, input_hw=self.input_hw, batch_size=1,
+            dilation=self.dilation, input_hw=self.input_hw, batch_size=batch_size,
         )
 
     def build(self, ranks: tuple[int, ...]):
@@ -426,14 +426,16 @@ class SearchSpace:
             if text == "same":
                 return self.resolve_ranks(1.0)
             try:
-                if "," in text:
-                    return self.check_ranks([int(x) for x in text.split(",") if x.strip()])
-                return self.resolve_ranks(float(text) if "." in text else int(text))
+                parsed: Any = (
+                    [int(x) for x in text.split(",") if x.strip()] if "," in text
+                    else float(text) if "." in text else int(text)
+                )
             except ValueError:
                 raise SpaceError(
                     "ranks must be integers separated by commas, one integer, a fraction "
                     "in (0, 1], or 'same'", file=self.source, field="ranks", value=spec,
                 ) from None
+            return self.check_ranks(parsed) if isinstance(parsed, list) else self.resolve_ranks(parsed)
         if isinstance(spec, bool):
             raise SpaceError("ranks cannot be a boolean", field="ranks", value=spec)
         if isinstance(spec, int):
@@ -522,10 +524,17 @@ def count_params(space: SearchSpace, ranks: Any) -> int:
     return space.fixed_params + sum(lay.params(per_layer[lay.name]) for lay in space.layers)
 
 
-def count_flops(space: SearchSpace, ranks: Any) -> int:
-    """Closed-form forward FLOPs for one sample (torch FlopCounterMode convention)."""
+def count_flops(space: SearchSpace, ranks: Any, *, batch_size: int = 1) -> int:
+    """Closed-form FLOPs of one forward pass over `batch_size` samples.
+
+    Counted like torch's FlopCounterMode (2 per multiply-add of matmuls and convolutions). The
+    tensorized layers' weight-only work (merging cores) is paid once per forward, so per-sample
+    cost falls with the batch size; the objective uses batch 1, the worst case.
+    """
     per_layer = space.layer_ranks(ranks)
-    return space.fixed_flops + sum(lay.flops(per_layer[lay.name]) for lay in space.layers)
+    return batch_size * space.fixed_flops + sum(
+        lay.flops(per_layer[lay.name], batch_size) for lay in space.layers
+    )
 
 
 def compression_ratio(space: SearchSpace, ranks: Any) -> float:

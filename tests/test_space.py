@@ -17,10 +17,10 @@ def _numel(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _flops(model: torch.nn.Module, input_shape) -> int:
+def _flops(model: torch.nn.Module, input_shape, batch_size: int = 1) -> int:
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(batch_size, *input_shape))
     return int(counter.get_total_flops())
 
 
@@ -65,6 +65,7 @@ def test_closed_form_counts_equal_built_model(pstrn_space, fmt):
         model = build_model(space, ranks)
         assert count_params(space, ranks) == _numel(model)
         assert count_flops(space, ranks) == _flops(model, space.input_shape)
+        assert count_flops(space, ranks, batch_size=64) == _flops(model, space.input_shape, 64)
 
 
 def test_dense_flops_are_the_dense_models(pstrn_space):

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import PSTRN_M_FASHION, ROOT, SPACES
+
+from ranksearch.cli import main
+
+PSTRN = str(SPACES / "pstrn_lenet5_fashion.yaml")
+M_RANKS = ",".join(map(str, PSTRN_M_FASHION))
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code or 0, captured.out, captured.err
+
+
+def test_inspect_json_reports_pstrn_m_counts(capsys):
+    main(["inspect", PSTRN, "--ranks", M_RANKS, "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["total_params"] == 48_780
+    assert report["dense_params"] == 429_100
+    assert report["compression_ratio"] == pytest.approx(8.7966, abs=1e-3)
+    assert [lay["layer"] for lay in report["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
+    assert sum(lay["params"] for lay in report["layers"]) == 48_780
+    assert report["flops"] > 0 and report["dense_flops"] == 6_590_400
+
+
+def test_inspect_table_and_validate(capsys):
+    main(["inspect", PSTRN, "--ranks", "10"])
+    text = capsys.readouterr().out
+    assert "16,500" in text and "26.01x" in text
+    main(["validate", str(SPACES / "quickstart_digits.yaml")])
+    assert "valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["inspect", PSTRN, "--ranks", "1,2,3"], ["pstrn_lenet5_fashion.yaml", "field 'ranks'", "has 3 values"]),
+    (["inspect", PSTRN, "--ranks", "x"], ["field 'ranks'", "'x'"]),
+    (["inspect", "missing.yaml"], ["missing.yaml", "file not found"]),
+    (["train", PSTRN], ["--ranks is required"]),
+    (["inspect"], ["Missing argument"]),
+])
+def test_bad_input_exits_2_with_clear_message(argv, needles, capsys):
+    code, _out, err = run_cli(argv, capsys)
+    assert code == 2
+    for needle in needles:
+        assert needle in err
+
+
+def test_bad_space_file_exits_2_naming_field(tmp_path, capsys):
+    data = yaml.safe_load((SPACES / "quickstart_digits.yaml").read_text())
+    data["data"]["dataset"] = "imagenet"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, _out, err = run_cli(["validate", str(path)], capsys)
+    assert code == 2 and str(path) in err and "data.dataset" in err and "imagenet" in err
+
+
+def test_missing_fashion_folder_exits_2_with_install_hint(tmp_path, capsys):
+    data = yaml.safe_load((SPACES / "pstrn_lenet5_fashion.yaml").read_text())
+    data["data"]["path"] = str(tmp_path / "nowhere")
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, _out, err = run_cli(["train", str(path), "--ranks", "4", "--epochs", "1",
+                               "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert "nowhere" in err and "apt-get install dataset-fashion-mnist" in err
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_train_writes_checkpoint_and_metrics(tmp_path):
+    """The console script end to end: a short training run on the digits quickstart space."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ranksearch.cli", "train", str(SPACES / "quickstart_digits.yaml"),
+         "--ranks", "4", "--epochs", "2", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["epochs_done"] == 2
+    assert metrics["test_accuracy"] > 0.5 and metrics["val_accuracy"] > 0.5
+    assert metrics["ranks"] == [4] * 12
+    assert (out / "checkpoint" / "checkpoint.pt").exists()
