@@ -21,7 +21,16 @@ _EXPORTS = {
     "SpaceError": "ranksearch.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "SearchSpace",
+    "SpaceError",
+    "build_model",
+    "compression_ratio",
+    "count_flops",
+    "count_params",
+    "load_space",
+    "tensorize",
+]
 
 if TYPE_CHECKING:
     from ranksearch.errors import SpaceError

@@ -305,7 +305,7 @@ class SearchSpace:
         try:
             self._resolve()
         except SpaceError as err:
-            raise err.with_file(source) if source and not err.file else err
+            raise (err.with_file(source) if source and not err.file else err) from None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -378,7 +378,7 @@ class SearchSpace:
         """Expand a rank vector into each tensorized layer's own rank tuple."""
         ranks = self.check_ranks(ranks)
         slots: dict[str, list[int]] = {lay.name: [0] * lay.n_ranks for lay in self.layers}
-        for element, value in zip(self.elements, ranks):
+        for element, value in zip(self.elements, ranks, strict=True):
             for layer, pos in element.members:
                 slots[layer][pos] = value
         return {k: tuple(v) for k, v in slots.items()}
@@ -386,8 +386,9 @@ class SearchSpace:
     def check_ranks(self, ranks: Any, *, field: str = "ranks") -> tuple[int, ...]:
         """Validate a rank vector: right length, integers, within each element's bounds."""
         try:
+            ranks = list(ranks)
             values = tuple(int(r) for r in ranks)
-            if any(float(a) != float(b) for a, b in zip(values, ranks)):
+            if any(float(a) != float(b) for a, b in zip(values, ranks, strict=True)):
                 raise ValueError
         except (TypeError, ValueError):
             raise SpaceError(
@@ -400,7 +401,7 @@ class SearchSpace:
                 file=self.source, field=field, value=list(values),
                 hint=f"give one integer per element, in order: {names}",
             )
-        for element, value in zip(self.elements, values):
+        for element, value in zip(self.elements, values, strict=True):
             if value not in element.bounds.values:
                 allowed = (
                     f"one of {list(element.bounds.choices)}"

@@ -3,13 +3,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PSTRN_M_FASHION, ROOT, SPACES
 
+from ranksearch.anchors import PSTRN_M_FASHION
 from ranksearch.cli import main
 
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ROOT / "search_spaces"
 PSTRN = str(SPACES / "pstrn_lenet5_fashion.yaml")
 M_RANKS = ",".join(map(str, PSTRN_M_FASHION))
 

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import PSTRN_M_FASHION, PSTRN_M_MNIST, PSTRN_S_FASHION, PSTRN_S_MNIST, SPACES
 from torch.utils.flop_counter import FlopCounterMode
 
 from ranksearch import SpaceError, build_model, count_flops, count_params, load_space
+from ranksearch.anchors import PSTRN_M_FASHION, PSTRN_M_MNIST, PSTRN_S_FASHION, PSTRN_S_MNIST
 from ranksearch.space import SearchSpace, compression_ratio
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ROOT / "search_spaces"
 
 
 def _numel(model: torch.nn.Module) -> int:

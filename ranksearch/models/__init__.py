@@ -136,9 +136,9 @@ def build_model(space: SearchSpace, ranks: Any, *, dense: nn.Module | None = Non
     With `from_dense`, cores are initialised by decomposing `dense`'s trained weights
     (the pre-train warm start); otherwise they are initialised from scratch.
     """
-    from ranksearch.tensorized import from_dense as decompose
-
     import copy
+
+    from ranksearch.tensorized import from_dense as decompose
 
     per_layer = space.layer_ranks(space.resolve_ranks(ranks))
     if dense is not None:

@@ -1,0 +1,462 @@
+"""The strategy contract: ask/tell, budget, duplicates, hard constraints, objectives and resume.
+
+A strategy proposes rank vectors (`ask`) and learns from trial results (`tell`). The base class
+owns everything every strategy must get right the same way, so subclasses only decide *what*
+to propose next:
+
+- proposals are checked where they are made (length, bounds, `max_params` / `min_compression`,
+  never a configuration proposed before) and a violation names the strategy;
+- objective direction is handled once: subclasses see a minimisation vector `Observation.f`
+  built from the space's objectives, with params / compression / FLOPs taken from the
+  closed-form counts (on a log10 scale, since they span orders of magnitude) and failed, pruned
+  without metrics or non-finite results counted as the worst accuracy;
+- results may arrive out of order, twice (the first report wins), or for configurations the
+  strategy never asked for (kept as extra information);
+- `state_dict` is a versioned JSON-able log of the asks and tells; `load_state_dict` replays it
+  into a fresh strategy, so every strategy (including those backed by pymoo or Optuna) resumes
+  exactly where it stopped without pickling anything.
+
+Subclasses implement `_propose(limit)` and usually `_observe(obs)`. Two rules keep replay exact:
+draw from `self.rng` only inside those hooks (or `_start`, run on the first ask), never in
+`__init__`; and a `_propose` that returns nothing must leave the strategy unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from ranksearch.errors import RanksearchError
+from ranksearch.trial import RankConfig, TrialResult
+
+if TYPE_CHECKING:
+    from ranksearch.space import SearchSpace
+
+STATE_FORMAT = "ranksearch.strategy"
+STATE_VERSION = 1
+ACCURACY = "val_accuracy"
+#: Objectives known before training, from the closed-form counts.
+COST_OBJECTIVES = ("params", "compression_ratio", "flops")
+#: Worst value of a measured objective, used for failed or non-finite results.
+_WORST_MEASURED = 1e12
+
+
+class StrategyError(RanksearchError, ValueError):
+    """A strategy was misused or broke its contract (the message names the strategy)."""
+
+
+class Proposal(NamedTuple):
+    """A configuration to evaluate plus the strategy's bookkeeping for it (generation, phase...)."""
+
+    ranks: RankConfig
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A told result as strategies see it."""
+
+    trial_id: str
+    ranks: RankConfig
+    status: str
+    usable: bool  # the measured objectives are finite numbers (ok, or pruned with metrics)
+    f: tuple[float, ...]  # minimisation vector over the space's objectives; worst when unusable
+    accuracy: float  # validation accuracy, 0.0 when unusable
+    params: int
+    fidelity: float
+    asked: bool  # the strategy proposed these ranks and was waiting for them
+    result: TrialResult = field(repr=False, compare=False)
+
+
+class Strategy:
+    """Base class of every rank-search strategy (see the module docstring for the contract)."""
+
+    #: Registry name; also used in error messages.
+    name: ClassVar[str] = "strategy"
+    #: Bump when a change makes old state logs replay differently.
+    version: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        seed: int | None = None,
+        budget: int | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.space = space
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**32))
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        budget = space.config.strategy.budget if budget is None else budget
+        if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
+            raise StrategyError(f"strategy '{self.name}': budget must be a positive integer, "
+                                f"got {budget!r}")
+        self.budget = int(budget)
+        self.options: dict[str, Any] = _jsonable(dict(options or {}))
+        self.elements = tuple(space.elements)
+        self.n = len(self.elements)
+        self.values: tuple[tuple[int, ...], ...] = tuple(tuple(e.values) for e in self.elements)
+        self._allowed = tuple(frozenset(v) for v in self.values)
+        constraints = space.config.constraints
+        self.max_params: int | None = constraints.max_params
+        self.min_compression: float | None = constraints.min_compression
+        self.objectives: tuple[tuple[str, str], ...] = tuple(
+            (o.name, o.sense) for o in space.config.objectives
+        )
+        self._params_cache: dict[RankConfig, int] = {}
+        self._flops_cache: dict[RankConfig, int] = {}
+        # protocol state
+        self._started = False
+        self._exhausted = False
+        self._queue: deque[Proposal] = deque()
+        self._seen: set[RankConfig] = set()
+        self._outstanding: dict[RankConfig, int] = {}
+        self._info: dict[RankConfig, dict[str, Any]] = {}
+        self._told: set[str] = set()
+        self._events: list[dict[str, Any]] = []
+        self.n_asked = 0
+        self.observations: list[Observation] = []
+        self._check_feasible_exists()
+
+    # -- the public protocol ------------------------------------------------------------------
+    def ask(self) -> RankConfig | None:
+        """The next configuration to evaluate, or None (finished, or waiting for results)."""
+        ranks = self._next()
+        if ranks is not None:
+            self._events.append({"ask": list(ranks)})
+        elif not (self._events and self._events[-1].get("ask", 0) is None):
+            # A None answer is logged once per run of them: replay must ask at the same points.
+            self._events.append({"ask": None})
+        return ranks
+
+    def tell(self, trial_id: str, result: TrialResult) -> None:
+        """Record a trial's outcome. A second report for the same trial id is ignored."""
+        trial_id = str(trial_id)
+        if trial_id in self._told:
+            return
+        if not isinstance(result, TrialResult):
+            raise StrategyError(f"strategy '{self.name}': tell() needs a TrialResult, got "
+                                f"{type(result).__name__}")
+        ranks = self._check_told_ranks(result.ranks)
+        self._told.add(trial_id)
+        asked = self._outstanding.get(ranks, 0) > 0
+        if asked:
+            self._outstanding[ranks] -= 1
+            if not self._outstanding[ranks]:
+                del self._outstanding[ranks]
+        elif any(p.ranks == ranks for p in self._queue):
+            # measured elsewhere before it was handed out: never hand it out to be trained again
+            self._queue = deque(p for p in self._queue if p.ranks != ranks)
+        self._seen.add(ranks)
+        obs = self._observation(trial_id, ranks, result, asked)
+        self.observations.append(obs)
+        self._events.append({"tell": trial_id, "result": _result_record(result)})
+        self._observe(obs)
+
+    def is_finished(self) -> bool:
+        """True when no further configuration will be proposed (budget used or space exhausted)."""
+        if self.n_asked >= self.budget:
+            return True
+        if self._queue:
+            return False
+        return self._exhausted or len(self._seen) >= self._search_size()
+
+    def info(self, ranks: Sequence[int]) -> dict[str, Any]:
+        """The strategy's bookkeeping for a proposed configuration (e.g. generation, phase)."""
+        return dict(self._info.get(tuple(int(r) for r in ranks), {}))
+
+    @property
+    def pending(self) -> int:
+        """Number of asked configurations whose result has not been told yet."""
+        return sum(self._outstanding.values())
+
+    # -- resume -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """A versioned, JSON-able record of everything needed to continue exactly here."""
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "strategy": self.name,
+            "strategy_version": self.version,
+            "seed": self.seed,
+            "budget": self.budget,
+            "options": _jsonable(self.options),
+            "events": [dict(e) for e in self._events],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()`: replays the recorded asks and tells into this strategy.
+
+        The strategy must be fresh (nothing asked or told yet) and made with the same options;
+        it takes over the recorded seed and budget.
+        """
+        self._check_state(state)
+        if self._events or self.observations:
+            raise StrategyError(f"strategy '{self.name}': load_state_dict needs a freshly made "
+                                "strategy; make a new one (ranksearch.strategies.from_state)")
+        self.seed = int(state["seed"])
+        self.rng = np.random.default_rng(self.seed)
+        self.budget = int(state["budget"])
+        for i, event in enumerate(state["events"]):
+            if "ask" in event:
+                want = None if event["ask"] is None else tuple(int(r) for r in event["ask"])
+                got = self.ask()
+                if got != want:
+                    raise StrategyError(
+                        f"strategy '{self.name}': resuming diverged at event {i}: the log "
+                        f"asked {want}, replay gave {got}; the state was written by a "
+                        "different version of the strategy or its libraries")
+            elif "tell" in event:
+                self.tell(event["tell"], _result_from_record(event["result"]))
+            else:
+                raise StrategyError(f"strategy '{self.name}': unknown event in state: {event}")
+
+    def _check_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise StrategyError(f"strategy '{self.name}': not a strategy state (expected a dict "
+                                f"with format '{STATE_FORMAT}')")
+        if state.get("version") != STATE_VERSION:
+            raise StrategyError(f"strategy '{self.name}': state version {state.get('version')} "
+                                f"is not supported (this code reads version {STATE_VERSION})")
+        if state.get("strategy") != self.name:
+            raise StrategyError(f"strategy '{self.name}': the state belongs to strategy "
+                                f"'{state.get('strategy')}'")
+        if state.get("strategy_version") != self.version:
+            raise StrategyError(f"strategy '{self.name}': the state was written by version "
+                                f"{state.get('strategy_version')} of it, this is {self.version}")
+        theirs, ours = state.get("options", {}), _jsonable(self.options)
+        if theirs != ours:
+            diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+            raise StrategyError(f"strategy '{self.name}': options differ from the state's "
+                                f"({', '.join(diff)}); make it with {theirs} or use "
+                                "ranksearch.strategies.from_state")
+
+    # -- hooks for subclasses -----------------------------------------------------------------
+    def _start(self) -> None:
+        """Called once, on the first ask: build internals that draw from `self.rng`."""
+
+    def _propose(self, limit: int) -> Iterable[RankConfig | Proposal]:
+        """Up to `limit` new configurations (may be empty: waiting for results or exhausted)."""
+        raise NotImplementedError
+
+    def _observe(self, obs: Observation) -> None:
+        """Learn from one told result (results may come in any order)."""
+
+    def mark_exhausted(self) -> None:
+        """Say that no new configuration can be found: `is_finished` becomes true."""
+        self._exhausted = True
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+    def params(self, ranks: Sequence[int]) -> int:
+        """Closed-form parameter count of the whole model (cached per rank vector)."""
+        key = tuple(int(r) for r in ranks)
+        p = self._params_cache.get(key)
+        if p is None:
+            from ranksearch.space import count_params
+
+            p = self._params_cache[key] = int(count_params(self.space, key))
+        return p
+
+    def flops(self, ranks: Sequence[int]) -> int:
+        key = tuple(int(r) for r in ranks)
+        v = self._flops_cache.get(key)
+        if v is None:
+            from ranksearch.space import count_flops
+
+            v = self._flops_cache[key] = int(count_flops(self.space, key))
+        return v
+
+    def compression(self, ranks: Sequence[int]) -> float:
+        return self.space.dense_params / self.params(ranks)
+
+    def feasible(self, ranks: Sequence[int]) -> bool:
+        """True when the configuration meets the hard constraints known before training."""
+        if self.max_params is None and self.min_compression is None:
+            return True
+        p = self.params(ranks)
+        if self.max_params is not None and p > self.max_params:
+            return False
+        return not (self.min_compression is not None
+                    and self.space.dense_params / p < self.min_compression)
+
+    def is_new(self, ranks: Sequence[int]) -> bool:
+        """True when the configuration was never proposed nor told."""
+        return tuple(int(r) for r in ranks) not in self._seen
+
+    @property
+    def lowest(self) -> RankConfig:
+        return tuple(v[0] for v in self.values)
+
+    @property
+    def highest(self) -> RankConfig:
+        return tuple(v[-1] for v in self.values)
+
+    def cost_vector(self, ranks: Sequence[int]) -> tuple[float, ...]:
+        """The minimisation vector's known-before-training part; measured objectives are nan."""
+        out = []
+        for name, sense in self.objectives:
+            out.append(self._cost_value(name, sense, ranks) if name in COST_OBJECTIVES else math.nan)
+        return tuple(out)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _next(self) -> RankConfig | None:
+        if self.is_finished():
+            return None
+        if not self._started:
+            self._started = True
+            self._start()
+        if not self._queue:
+            limit = self.budget - self.n_asked
+            for item in self._propose(limit):
+                proposal = item if isinstance(item, Proposal) else Proposal(item, {})
+                ranks = self._check_proposal(proposal.ranks)
+                self._seen.add(ranks)
+                self._queue.append(Proposal(ranks, dict(proposal.info)))
+            if len(self._queue) > limit:
+                raise StrategyError(f"strategy '{self.name}' proposed {len(self._queue)} "
+                                    f"configurations but only {limit} were allowed")
+        if not self._queue:
+            return None
+        ranks, info = self._queue.popleft()
+        self.n_asked += 1
+        self._outstanding[ranks] = self._outstanding.get(ranks, 0) + 1
+        if info:
+            self._info[ranks] = info
+        return ranks
+
+    def _check_proposal(self, ranks: Any) -> RankConfig:
+        try:
+            values = tuple(int(r) for r in ranks)
+            exact = all(float(a) == float(b) for a, b in zip(values, ranks, strict=True))
+        except (TypeError, ValueError):
+            values, exact = (), False
+        if not exact or len(values) != self.n:
+            raise StrategyError(f"strategy '{self.name}' proposed {ranks!r}: expected "
+                                f"{self.n} integers, one per rank element")
+        for element, allowed, v in zip(self.elements, self._allowed, values, strict=True):
+            if v not in allowed:
+                raise StrategyError(f"strategy '{self.name}' proposed {list(values)}: rank "
+                                    f"element '{element.name}' = {v} is outside its bounds "
+                                    f"{element.low}..{element.high}")
+        if not self.feasible(values):
+            raise StrategyError(f"strategy '{self.name}' proposed {list(values)} with "
+                                f"{self.params(values)} params, breaking the space's constraints "
+                                f"(max_params={self.max_params}, "
+                                f"min_compression={self.min_compression})")
+        if values in self._seen:
+            raise StrategyError(f"strategy '{self.name}' proposed {list(values)} twice; "
+                                "a configuration is evaluated at most once")
+        return values
+
+    def _check_told_ranks(self, ranks: Any) -> RankConfig:
+        try:
+            values = tuple(int(r) for r in ranks)
+        except (TypeError, ValueError):
+            values = ()
+        if len(values) != self.n or any(v not in a for v, a in zip(values, self._allowed, strict=True)):
+            raise StrategyError(f"strategy '{self.name}': told a result for ranks {list(values)}, "
+                                f"which is not a configuration of space '{self.space.name}'")
+        return values
+
+    def _search_size(self) -> int:
+        size = getattr(self.space, "search_size", None)
+        return int(size) if size is not None else math.prod(len(v) for v in self.values)
+
+    def _check_feasible_exists(self) -> None:
+        if not self.feasible(self.lowest):
+            raise StrategyError(
+                f"strategy '{self.name}': no configuration of space '{self.space.name}' meets its "
+                f"constraints (the smallest has {self.params(self.lowest)} params; "
+                f"max_params={self.max_params}, min_compression={self.min_compression}); "
+                "loosen the constraints or lower the rank bounds")
+
+    def _cost_value(self, name: str, sense: str, ranks: Sequence[int]) -> float:
+        if name == "params":
+            v = math.log10(self.params(ranks))
+        elif name == "compression_ratio":
+            v = math.log10(self.compression(ranks))
+        else:
+            v = math.log10(max(self.flops(ranks), 1))
+        return -v if sense == "max" else v
+
+    def _observation(self, trial_id: str, ranks: RankConfig, result: TrialResult,
+                     asked: bool) -> Observation:
+        measured = [name for name, _ in self.objectives if name not in COST_OBJECTIVES]
+        values = {name: result.value(name) for name in measured}
+        usable = result.status in ("ok", "pruned") and all(math.isfinite(v) for v in values.values())
+        f = []
+        for name, sense in self.objectives:
+            if name in COST_OBJECTIVES:
+                f.append(self._cost_value(name, sense, ranks))
+                continue
+            v = values[name]
+            if not usable:
+                worst_acc = 0.0 if sense == "max" else 1.0
+                v = worst_acc if name == ACCURACY else (
+                    -_WORST_MEASURED if sense == "max" else _WORST_MEASURED)
+            f.append(-v if sense == "max" else v)
+        acc = result.value(ACCURACY)
+        return Observation(
+            trial_id=trial_id, ranks=ranks, status=result.status, usable=usable, f=tuple(f),
+            accuracy=acc if usable and math.isfinite(acc) else 0.0, params=self.params(ranks),
+            fidelity=float(result.fidelity), asked=asked, result=result,
+        )
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, seed={self.seed}, budget={self.budget}, "
+                f"asked={self.n_asked}, told={len(self.observations)})")
+
+
+# -- JSON helpers ---------------------------------------------------------------------------------
+def _jsonable(obj: Any) -> Any:
+    """Options as plain JSON data (tuples become lists), so states compare and serialise."""
+    return json.loads(json.dumps(obj, default=_default))
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"option value {obj!r} is not JSON-serialisable")
+
+
+def _finite_or_none(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _result_record(result: TrialResult) -> dict[str, Any]:
+    """What replay needs of a result, in strict JSON (non-finite numbers become null)."""
+    return {
+        "ranks": list(result.ranks),
+        "status": result.status,
+        "metrics": {str(k): _finite_or_none(v) for k, v in result.metrics.items()},
+        "fidelity": _finite_or_none(result.fidelity) or 0.0,
+        "fidelity_unit": result.fidelity_unit,
+        "error": result.error,
+    }
+
+
+def _result_from_record(record: dict[str, Any]) -> TrialResult:
+    metrics = {k: (math.nan if v is None else float(v)) for k, v in record.get("metrics", {}).items()}
+    return TrialResult(
+        ranks=tuple(record["ranks"]), status=record.get("status", "ok"), metrics=metrics,
+        fidelity=record.get("fidelity", 0.0), fidelity_unit=record.get("fidelity_unit", "epochs"),
+        error=record.get("error"),
+    )

@@ -1,0 +1,432 @@
+"""NSGA-II over rank vectors (pymoo, ask/tell), and PSTRN's progressive version of it.
+
+The genome is one integer per rank element: an index into that element's candidate grid. For
+`nsga2` the grid is every allowed value; for `pstrn` it is a few candidates around a centre,
+re-centred and narrowed at each phase switch (Li et al., "Heuristic rank selection with
+progressively searching tensor ring network": the good values of each element cluster in an
+"interest region", so later phases search a finer grid around the best values found so far).
+
+pymoo runs the GA (binary tournament on domination then crowding, two-point crossover,
+polynomial mutation rounded to integers, rank-and-crowding survival) with this strategy's own
+random generator. On top of it, what we know before training is used:
+
+- the initial population is spread over the compression axis (`init="spread"`), not uniform;
+- a repair lowers ranks until a child meets `max_params` / `min_compression`;
+- children that map to a configuration already evaluated (or proposed) are rejected during
+  mating, and configurations met again across phases reuse their recorded objectives: nothing
+  is evaluated twice;
+- each generation breeds `prescreen` (default 5) times the children it needs and keeps the
+  most promising: non-dominated sorting and crowding on the exact cost and an accuracy
+  estimated from the nearest evaluated configurations (`prescreen=1` turns this off).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.duplicate import DuplicateElimination
+from pymoo.core.evaluator import Evaluator
+from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
+from pymoo.core.termination import NoTermination
+from pymoo.operators.crossover.pntx import TwoPointCrossover
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.problems.static import StaticProblem
+
+from ranksearch.pareto import rank_and_crowding_order
+from ranksearch.strategies import sampling
+from ranksearch.strategies.base import COST_OBJECTIVES, Observation, Proposal, Strategy, StrategyError
+from ranksearch.trial import RankConfig
+
+
+class Grid:
+    """Candidate ranks per element; genome value i of element j means `candidates[j][i]`."""
+
+    def __init__(self, candidates: Sequence[Sequence[int]]) -> None:
+        self.candidates = tuple(tuple(int(v) for v in c) for c in candidates)
+        self.xu = np.array([len(c) - 1 for c in self.candidates], dtype=float)
+
+    def decode(self, x: Sequence[float]) -> RankConfig:
+        return tuple(
+            c[min(max(int(round(float(v))), 0), len(c) - 1)]
+            for c, v in zip(self.candidates, x, strict=True)
+        )
+
+    def encode(self, ranks: Sequence[int]) -> np.ndarray:
+        """Index of the candidate nearest each rank (the lower one on ties)."""
+        return np.array([
+            min(range(len(c)), key=lambda i, c=c, r=r: (abs(c[i] - r), c[i]))
+            for c, r in zip(self.candidates, ranks, strict=True)
+        ], dtype=float)
+
+
+def centred_grid(values: Sequence[int], centre: int, step: int, count: int) -> tuple[int, ...]:
+    """`count` candidates `step` apart around `centre`, kept inside the element's allowed values.
+
+    The window slides rather than clips at a bound, so an element whose best values sit at the
+    edge still gets `count` candidates there; each candidate snaps to the nearest allowed value.
+    """
+    lo, hi = values[0], values[-1]
+    width = step * (count - 1)
+    start = centre - width // 2
+    start = max(lo, min(start, hi - width))
+    raw = [start + k * step for k in range(count)]
+    snapped = {min(values, key=lambda v, r=r: (abs(v - r), v)) for r in raw if lo - step < r < hi + step}
+    return tuple(sorted(snapped))
+
+
+class _EvolutionBase(Strategy):
+    """NSGA-II generations over a `Grid`; subclasses decide the grid of each phase."""
+
+    def __init__(self, space, *, seed, budget, population: int, offspring: int | None,
+                 crossover_prob: float, mutation_eta: float, mutation_prob: float | None,
+                 init: str, prescreen: int, options: dict[str, Any]) -> None:
+        super().__init__(space, seed=seed, budget=budget, options=options)
+        _positive_int(self.name, "population", population, minimum=2)
+        offspring = population if offspring is None else offspring
+        _positive_int(self.name, "offspring", offspring)
+        _positive_int(self.name, "prescreen", prescreen)
+        if init not in ("spread", "random"):
+            raise StrategyError(f"strategy '{self.name}': init must be 'spread' or 'random', "
+                                f"got {init!r}")
+        if not 0.0 <= float(crossover_prob) <= 1.0:
+            raise StrategyError(f"strategy '{self.name}': crossover_prob must be in [0, 1]")
+        if float(mutation_eta) <= 0:
+            raise StrategyError(f"strategy '{self.name}': mutation_eta must be positive")
+        self.population = population
+        self.offspring = offspring
+        self.crossover_prob = float(crossover_prob)
+        self.mutation_eta = float(mutation_eta)
+        self.mutation_prob = None if mutation_prob is None else float(mutation_prob)
+        self.init = init
+        self.prescreen = prescreen
+        self.generation = 0
+        self.phase = 0
+        self.grid: Grid | None = None
+        self._algorithm: Any = None
+        self._problem: Any = None
+        self._gen_pop: Any = None
+        self._gen_ranks: list[RankConfig] = []
+        self._waiting: set[RankConfig] = set()
+        self._f: dict[RankConfig, tuple[float, ...]] = {}
+        self._allow: set[RankConfig] = set()
+
+    # -- pymoo plumbing -----------------------------------------------------------------------
+    def _new_algorithm(self, grid: Grid, initial: np.ndarray | None) -> None:
+        """A fresh NSGA-II on `grid`, seeded with `initial` genomes (or sampled ones)."""
+        self.grid = grid
+        n_obj = len(self.objectives)
+        self._problem = Problem(n_var=self.n, n_obj=n_obj, xl=np.zeros(self.n), xu=grid.xu, vtype=int)
+        sampling_: Any = IntegerRandomSampling() if initial is None else initial
+        self._algorithm = NSGA2(
+            pop_size=self.population,
+            n_offsprings=self.offspring * self.prescreen,
+            sampling=sampling_,
+            crossover=TwoPointCrossover(prob=self.crossover_prob),
+            mutation=PM(prob=1.0, prob_var=self.mutation_prob or 1.0 / self.n,
+                        eta=self.mutation_eta, vtype=float, repair=RoundingRepair()),
+            eliminate_duplicates=NoRevisit(self),
+            repair=ConstraintRepair(self),
+        )
+        self._algorithm.setup(self._problem, termination=NoTermination())
+        self._algorithm.random_state = self.rng  # one generator per strategy, no hidden seeds
+
+    def _tell_generation(self) -> None:
+        F = np.array([self._f_or_worst(r) for r in self._gen_ranks], dtype=float)
+        Evaluator(skip_already_evaluated=False).eval(StaticProblem(self._problem, F=F), self._gen_pop)
+        self._algorithm.tell(infills=self._gen_pop)
+        self._gen_pop, self._gen_ranks = None, []
+
+    def _f_or_worst(self, ranks: RankConfig) -> tuple[float, ...]:
+        f = self._f.get(ranks)
+        if f is not None:
+            return f
+        # never evaluated (budget ran out, or infeasible beyond repair): worst accuracy, known cost
+        return tuple(0.0 if math.isnan(v) else v for v in self.cost_vector(ranks))
+
+    # -- protocol hooks -----------------------------------------------------------------------
+    def _observe(self, obs: Observation) -> None:
+        self._f.setdefault(obs.ranks, obs.f)
+        self._waiting.discard(obs.ranks)
+
+    def _propose(self, limit: int) -> Iterable[Proposal]:
+        if self._waiting:
+            return []
+        if self._gen_pop is not None:
+            self._tell_generation()
+            self.generation += 1
+        self._before_generation()
+        for _ in range(50):  # generations made only of known configurations cost nothing
+            pop = self._algorithm.ask()
+            self._allow.clear()
+            if pop is None or len(pop) == 0:
+                if not self._next_phase():
+                    self.mark_exhausted()
+                    return []
+                continue
+            if self.prescreen > 1 and self._algorithm.is_initialized:
+                pop = self._screen(pop)
+            ranks = [self.grid.decode(x) for x in pop.get("X")]
+            self._gen_pop, self._gen_ranks = pop, ranks
+            new = [r for r in dict.fromkeys(ranks) if r not in self._f and self.feasible(r)
+                   and self.is_new(r)][:limit]
+            if new:
+                self._waiting = set(new)
+                info = {"generation": self.generation, "phase": self.phase}
+                return [Proposal(r, info) for r in new]
+            self._tell_generation()
+            self.generation += 1
+        self.mark_exhausted()
+        return []
+
+    def _before_generation(self) -> None:
+        """Hook run before each generation is bred (PSTRN switches phases here)."""
+
+    def _next_phase(self) -> bool:
+        """Move on when a phase can breed nothing new; False when there is nowhere to go."""
+        return False
+
+    def _initial_genomes(self, grid: Grid, carried: Sequence[RankConfig] = ()) -> np.ndarray | None:
+        """The first population on `grid`: carried configurations, then spread or random ones."""
+        chosen: list[RankConfig] = []
+        for r in carried:
+            cand = grid.decode(grid.encode(r))
+            if cand not in chosen and self.feasible(cand):
+                chosen.append(cand)
+            if len(chosen) >= self.population:
+                break
+        self._allow = {r for r in chosen if not self.is_new(r)}
+        missing = self.population - len(chosen)
+        if missing > 0:
+            if self.init == "spread":
+                extra = sampling.spread(self, self.rng, missing, values=grid.candidates,
+                                        accept=lambda r: self.is_new(r) and r not in chosen)
+            else:
+                extra = []
+                for _ in range(missing * 20):
+                    if len(extra) >= missing:
+                        break
+                    draw = grid.decode(self.rng.integers(0, grid.xu + 1))
+                    cand = sampling.repair(self, draw, grid.candidates)
+                    if cand is not None and self.is_new(cand) and cand not in chosen + extra:
+                        extra.append(cand)
+            chosen += extra
+        if not chosen:
+            return None
+        return np.array([grid.encode(r) for r in chosen], dtype=float)
+
+    # -- pre-screening ------------------------------------------------------------------------
+    def _screen(self, pop: Any) -> Any:
+        """Keep `offspring` of the bred children: best predicted fronts, spread by crowding.
+
+        Accuracy is predicted from the nearest evaluated configurations (log-rank distance,
+        inverse-distance weights); cost objectives are exact.
+        """
+        ranks = [self.grid.decode(x) for x in pop.get("X")]
+        if len(ranks) <= self.offspring or len(self._f) < 3:
+            return pop[: self.offspring]
+        known = list(self._f)
+        K = np.log(np.array(known, dtype=float))
+        acc_idx = [i for i, (name, _) in enumerate(self.objectives) if name not in COST_OBJECTIVES]
+        Fk = np.array([self._f[r] for r in known], dtype=float)
+        C = np.log(np.array(ranks, dtype=float))
+        d = np.sqrt(((C[:, None, :] - K[None, :, :]) ** 2).sum(axis=2)) + 1e-9
+        k = min(5, len(known))
+        nearest = np.argsort(d, axis=1)[:, :k]
+        w = 1.0 / np.take_along_axis(d, nearest, axis=1)
+        F = np.array([self.cost_vector(r) for r in ranks], dtype=float)
+        for j in acc_idx:
+            F[:, j] = (w * Fk[nearest, j]).sum(axis=1) / w.sum(axis=1)
+        order = rank_and_crowding_order(F)
+        return pop[np.sort(order[: self.offspring])]
+
+
+
+def _positive_int(name: str, option: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise StrategyError(f"strategy '{name}': {option} must be an integer >= {minimum}, "
+                            f"got {value!r}")
+
+
+class NoRevisit(DuplicateElimination):
+    """Duplicates in rank space: within the batch, against `other`, and against the history."""
+
+    def __init__(self, strategy: _EvolutionBase) -> None:
+        super().__init__()
+        self.strategy = strategy
+
+    def _do(self, pop, other, is_duplicate):
+        s = self.strategy
+        ranks = [s.grid.decode(x) for x in pop.get("X")]
+        if other is None:
+            seen: set[RankConfig] = set()
+            for i, r in enumerate(ranks):
+                if r in seen or (r not in s._allow and (r in s._f or not s.is_new(r))):
+                    is_duplicate[i] = True
+                seen.add(r)
+        else:
+            others = {s.grid.decode(x) for x in other.get("X")}
+            for i, r in enumerate(ranks):
+                if r in others:
+                    is_duplicate[i] = True
+        return is_duplicate
+
+
+class ConstraintRepair(Repair):
+    """Lower genome values (largest parameter saving first) until the constraints hold."""
+
+    def __init__(self, strategy: _EvolutionBase) -> None:
+        super().__init__()
+        self.strategy = strategy
+
+    def _do(self, problem, X, **kwargs):
+        s = self.strategy
+        if s.max_params is None and s.min_compression is None:
+            return X
+        X = np.array(X, dtype=float)
+        for row in X:
+            ranks = s.grid.decode(row)
+            if not s.feasible(ranks):
+                fixed = sampling.repair(s, ranks, s.grid.candidates)
+                if fixed is not None:
+                    row[:] = s.grid.encode(fixed)
+        return X
+
+
+class NSGA2Search(_EvolutionBase):
+    """Plain NSGA-II over every allowed value of every element (no progressive phases).
+
+    The ablation PSTRN argues against: the same operators, initial population and
+    pre-screening as `pstrn`, one phase on the full grid.
+    """
+
+    name = "nsga2"
+
+    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
+                 population: int = 30, offspring: int | None = None, crossover_prob: float = 0.9,
+                 mutation_eta: float = 3.0, mutation_prob: float | None = None,
+                 init: str = "spread", prescreen: int = 5) -> None:
+        super().__init__(
+            space, seed=seed, budget=budget, population=population, offspring=offspring,
+            crossover_prob=crossover_prob, mutation_eta=mutation_eta, mutation_prob=mutation_prob,
+            init=init, prescreen=prescreen,
+            options=dict(population=population, offspring=offspring, crossover_prob=crossover_prob,
+                         mutation_eta=mutation_eta, mutation_prob=mutation_prob, init=init,
+                         prescreen=prescreen),
+        )
+
+    def _start(self) -> None:
+        grid = Grid(self.values)
+        self._new_algorithm(grid, self._initial_genomes(grid))
+
+
+class PSTRN(_EvolutionBase):
+    """Progressive NSGA-II: phases on ever finer grids re-centred on the best values so far.
+
+    Defaults follow PSTRN's LeNet-5 search: three phases with steps 5, 2, 1 and 5 candidates per
+    element; phase switches at 50% and 80% of the budget (1500 and 2400 of 3000); at a switch,
+    each element's grid is re-centred on its most frequent value among the `top_k` best
+    configurations evaluated so far (non-dominated rank, then crowding) and the GA restarts on
+    it (`carry=True` seeds it with the previous population instead); population 30, 30
+    children per generation. The first grid starts at each element's lower bound (rank =
+    code * step + bias, as in PSTRN's {5, 10, ..., 25}); `centre` moves it.
+
+    What PSTRN does not do and this adds (switch off with `init="random"`, `prescreen=1`):
+    an initial population spread over the compression axis, and pre-screening of children.
+    """
+
+    name = "pstrn"
+
+    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
+                 steps: Sequence[int] = (5, 2, 1), candidates: int = 5,
+                 boundaries: Sequence[float] = (0.5, 0.8), top_k: int = 5,
+                 centre: int | Sequence[int] | None = None, population: int = 30,
+                 offspring: int | None = None, crossover_prob: float = 0.9,
+                 mutation_eta: float = 3.0, mutation_prob: float | None = None,
+                 init: str = "spread", prescreen: int = 5, carry: bool = False) -> None:
+        steps = tuple(steps)
+        boundaries = tuple(float(b) for b in boundaries)
+        super().__init__(
+            space, seed=seed, budget=budget, population=population, offspring=offspring,
+            crossover_prob=crossover_prob, mutation_eta=mutation_eta, mutation_prob=mutation_prob,
+            init=init, prescreen=prescreen,
+            options=dict(steps=steps, candidates=candidates, boundaries=boundaries, top_k=top_k,
+                         centre=centre, population=population, offspring=offspring,
+                         crossover_prob=crossover_prob, mutation_eta=mutation_eta,
+                         mutation_prob=mutation_prob, init=init, prescreen=prescreen, carry=carry),
+        )
+        if not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps):
+            raise StrategyError(f"strategy '{self.name}': steps must be positive integers, one per "
+                                f"phase, got {list(steps)}")
+        if len(boundaries) != len(steps) - 1 or list(boundaries) != sorted(boundaries) or any(
+                not 0 < b < 1 for b in boundaries):
+            raise StrategyError(f"strategy '{self.name}': boundaries must be {len(steps) - 1} "
+                                f"increasing fractions of the budget in (0, 1) (one per phase "
+                                f"switch), got {list(boundaries)}")
+        _positive_int(self.name, "candidates", candidates, minimum=2)
+        _positive_int(self.name, "top_k", top_k)
+        if centre is not None and not isinstance(centre, int):
+            centre = tuple(centre)
+            if len(centre) != self.n:
+                raise StrategyError(f"strategy '{self.name}': centre needs one value per rank "
+                                    f"element ({self.n}) or a single integer")
+        self.steps = steps
+        self.candidates = candidates
+        self.boundaries = boundaries
+        self.top_k = top_k
+        self.carry = carry
+        self.centres: tuple[int, ...] = ()
+        if centre is None:  # the first grid starts at the lower bound: code * step + bias
+            self.centres = tuple(v[0] + steps[0] * (candidates - 1) // 2 for v in self.values)
+        elif isinstance(centre, int):
+            self.centres = tuple(centre for _ in self.values)
+        else:
+            self.centres = tuple(int(c) for c in centre)
+
+    def phase_grid(self, centres: Sequence[int], step: int) -> Grid:
+        return Grid([centred_grid(v, c, step, self.candidates)
+                     for v, c in zip(self.values, centres, strict=True)])
+
+    def _start(self) -> None:
+        grid = self.phase_grid(self.centres, self.steps[0])
+        self._new_algorithm(grid, self._initial_genomes(grid))
+
+    def _before_generation(self) -> None:
+        if self.phase + 1 < len(self.steps) and self.n_asked >= self.boundaries[self.phase] * self.budget:
+            self._switch()
+
+    def _next_phase(self) -> bool:
+        if self.phase + 1 >= len(self.steps):
+            return False
+        self._switch()
+        return True
+
+    def _switch(self) -> None:
+        """Re-centre every element on its mode among the top-k, narrow the step, restart the GA."""
+        self.phase += 1
+        known = list(self._f)
+        if known:
+            F = np.array([self._f[r] for r in known], dtype=float)
+            top = [known[i] for i in rank_and_crowding_order(F)[: self.top_k]]
+            self.centres = tuple(
+                _mode([r[j] for r in top], prefer=self.centres[j]) for j in range(self.n)
+            )
+        grid = self.phase_grid(self.centres, self.steps[self.phase])
+        carried: list[RankConfig] = []
+        if self.carry and self._algorithm is not None and self._algorithm.pop is not None:
+            carried = [self.grid.decode(x) for x in self._algorithm.pop.get("X")]
+        self._new_algorithm(grid, self._initial_genomes(grid, carried))
+
+
+def _mode(values: list[int], *, prefer: int) -> int:
+    """Most frequent value; ties go to the one nearest `prefer`, then the smaller."""
+    counts = Counter(values)
+    top = max(counts.values())
+    return min((v for v, c in counts.items() if c == top), key=lambda v: (abs(v - prefer), v))

@@ -1,0 +1,98 @@
+"""Baselines: uniform random search, and equal ranks swept over the bounds (TRN's choice)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ranksearch.strategies import sampling
+from ranksearch.strategies.base import Proposal, Strategy, StrategyError
+from ranksearch.trial import RankConfig
+
+
+class RandomSearch(Strategy):
+    """Every element drawn uniformly from its allowed values; infeasible draws are repaired.
+
+    The reference the benchmark divides by: it knows nothing of the compression axis.
+    """
+
+    name = "random"
+
+    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
+                 batch_size: int = 1) -> None:
+        super().__init__(space, seed=seed, budget=budget, options={"batch_size": batch_size})
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise StrategyError(f"strategy '{self.name}': batch_size must be a positive integer, "
+                                f"got {batch_size!r}")
+        self.batch_size = batch_size
+
+    def _propose(self, limit: int) -> Iterable[RankConfig]:
+        out: list[RankConfig] = []
+        for _ in range(min(limit, self.batch_size)):
+            cand = sampling.new_feasible(self, self.rng, exclude=set(out))
+            if cand is None:
+                self.mark_exhausted()
+                break
+            out.append(cand)
+        return out
+
+
+class UniformSweep(Strategy):
+    """Equal ranks everywhere, swept over the bounds: the Tensor Ring Nets baseline.
+
+    `order="spread"` visits the extremes first and then bisects, so a budget smaller than the
+    number of levels still spans the whole compression range.
+    """
+
+    name = "uniform"
+
+    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
+                 order: str = "spread") -> None:
+        super().__init__(space, seed=seed, budget=budget, options={"order": order})
+        if order not in ("spread", "ascending", "descending"):
+            raise StrategyError(f"strategy '{self.name}': order must be 'spread', 'ascending' or "
+                                f"'descending', got {order!r}")
+        self.order = order
+        self._levels: list[RankConfig] | None = None
+
+    def _start(self) -> None:
+        levels = sorted({v for values in self.values for v in values})
+        configs: list[RankConfig] = []
+        for r in levels:
+            cfg = tuple(min(values, key=lambda v, r=r: (abs(v - r), v)) for values in self.values)
+            if cfg not in configs and self.feasible(cfg):
+                configs.append(cfg)
+        if self.order == "descending":
+            configs.reverse()
+        elif self.order == "spread":
+            configs = [configs[i] for i in _bisection_order(len(configs))]
+        self._levels = configs
+
+    def _propose(self, limit: int) -> Iterable[Proposal]:
+        assert self._levels is not None
+        while self._levels and not self.is_new(self._levels[0]):
+            self._levels.pop(0)
+        if not self._levels:
+            self.mark_exhausted()
+            return []
+        cfg = self._levels.pop(0)
+        return [Proposal(cfg, {"equal_rank": max(cfg)})]
+
+
+def _bisection_order(n: int) -> list[int]:
+    """0, n-1, then midpoints of ever finer intervals: every prefix spans the range evenly."""
+    if n <= 2:
+        return list(range(n))
+    order, seen = [0, n - 1], {0, n - 1}
+    intervals = [(0, n - 1)]
+    while intervals:
+        nxt = []
+        for a, b in intervals:
+            if b - a < 2:
+                continue
+            m = (a + b) // 2
+            if m not in seen:
+                order.append(m)
+                seen.add(m)
+            nxt += [(a, m), (m, b)]
+        intervals = nxt
+    return order

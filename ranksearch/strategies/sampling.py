@@ -1,0 +1,150 @@
+"""Shared ways to draw, spread and repair rank vectors.
+
+Every strategy knows each candidate's exact parameter count before training it. These helpers
+turn that into proposals: `spread` draws configurations whose parameter counts are spaced evenly
+on a log scale (the compression axis of the front) instead of piling up where uniform sampling
+puts them, and `repair` lowers ranks until a configuration meets `max_params`/`min_compression`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ranksearch.trial import RankConfig
+
+if TYPE_CHECKING:
+    from ranksearch.strategies.base import Strategy
+
+#: Largest search space that is enumerated when random draws stop finding new configurations.
+ENUMERATE_LIMIT = 200_000
+
+
+def uniform(strategy: Strategy, rng: np.random.Generator) -> RankConfig:
+    """Each element drawn uniformly from its allowed values."""
+    return tuple(int(v[rng.integers(len(v))]) for v in strategy.values)
+
+
+def log_positions(values: Sequence[int]) -> np.ndarray:
+    """Where each allowed value sits on a log scale between the element's bounds (0..1)."""
+    logs = np.log(np.asarray(values, dtype=float))
+    span = logs[-1] - logs[0]
+    return (logs - logs[0]) / span if span > 0 else np.zeros(len(values))
+
+
+def at_level(strategy: Strategy, level: float, jitter: np.ndarray,
+             values: Sequence[Sequence[int]] | None = None) -> RankConfig:
+    """Every element at log-position `level + jitter[i]` of its candidates (clipped to the ends)."""
+    out = []
+    for cands, z in zip(values or strategy.values, jitter, strict=True):
+        pos = log_positions(cands)
+        target = min(max(level + z, 0.0), 1.0)
+        out.append(int(cands[int(np.argmin(np.abs(pos - target)))]))
+    return tuple(out)
+
+
+def spread(strategy: Strategy, rng: np.random.Generator, n: int, *,
+           jitter: float | Sequence[float] = (0.05, 0.15, 0.3),
+           accept: Callable[[RankConfig], bool] | None = None,
+           values: Sequence[Sequence[int]] | None = None) -> list[RankConfig]:
+    """`n` new feasible configurations whose log parameter counts are stratified over the range.
+
+    Each draw picks a target in a stratum of [log params(lowest), log params(highest feasible)],
+    a random per-element offset, and the common level that meets the target (bisection: the
+    count grows with the level). `accept` filters further (default: not seen yet). `values`
+    restricts each element to a candidate list (e.g. a GA phase's grid).
+    """
+    accept = accept or strategy.is_new
+    jitters = (float(jitter),) if isinstance(jitter, int | float) else tuple(float(j) for j in jitter)
+    values = tuple(tuple(v) for v in (values or strategy.values))
+    lo = math.log(strategy.params(tuple(v[0] for v in values)))
+    hi = math.log(strategy.params(tuple(v[-1] for v in values)))
+    if strategy.max_params is not None:
+        hi = min(hi, math.log(strategy.max_params))
+    if strategy.min_compression is not None:
+        hi = min(hi, math.log(strategy.space.dense_params / strategy.min_compression))
+    out: list[RankConfig] = []
+    chosen: set[RankConfig] = set()
+    order = rng.permutation(n)
+    for k in range(n):
+        for _attempt in range(20):
+            target = lo + (order[k] + rng.random()) / n * (hi - lo)
+            z = rng.normal(0.0, jitters[order[k] % len(jitters)], strategy.n)
+            a, b = -1.0, 2.0
+            for _ in range(14):
+                mid = 0.5 * (a + b)
+                if math.log(strategy.params(at_level(strategy, mid, z, values))) < target:
+                    a = mid
+                else:
+                    b = mid
+            cand = repair(strategy, at_level(strategy, b, z, values), values)
+            if cand is not None and cand not in chosen and accept(cand):
+                out.append(cand)
+                chosen.add(cand)
+                break
+    return out
+
+
+def repair(strategy: Strategy, ranks: Sequence[int],
+           values: Sequence[Sequence[int]] | None = None) -> RankConfig | None:
+    """Lower ranks greedily (largest saving first) until the constraints hold; None if impossible.
+
+    Each element moves down its candidate list (`values`, default: the element's allowed values);
+    a rank not in that list first snaps to the nearest candidate below it.
+    """
+    cand = tuple(tuple(v) for v in (values or strategy.values))
+    cfg = [int(r) for r in ranks]
+    if strategy.feasible(cfg):
+        return tuple(cfg)
+    if not strategy.feasible(tuple(v[0] for v in cand)):
+        return None
+    pos = [max(0, int(np.searchsorted(c, r, side="right")) - 1) for c, r in zip(cand, cfg, strict=True)]
+    cfg = [c[j] for c, j in zip(cand, pos, strict=True)]
+    while not strategy.feasible(cfg):
+        base = strategy.params(cfg)
+        best, best_saving = -1, -1
+        for i, c in enumerate(cand):
+            if pos[i] == 0:
+                continue
+            trial = cfg.copy()
+            trial[i] = c[pos[i] - 1]
+            saving = base - strategy.params(trial)
+            if saving > best_saving:
+                best, best_saving = i, saving
+        if best < 0:
+            return None
+        pos[best] -= 1
+        cfg[best] = cand[best][pos[best]]
+    return tuple(cfg)
+
+
+def new_feasible(strategy: Strategy, rng: np.random.Generator,
+                 draw: Callable[[], Sequence[int]] | None = None, *, tries: int = 200,
+                 exclude: set[RankConfig] | frozenset[RankConfig] = frozenset()) -> RankConfig | None:
+    """A configuration never seen before that meets the constraints, or None when there is none.
+
+    Draws (uniformly unless `draw` is given) and repairs; when draws keep hitting seen
+    configurations, small spaces are enumerated so that exhaustion is detected exactly.
+    """
+    draw = draw or (lambda: uniform(strategy, rng))
+    for _ in range(tries):
+        cand = repair(strategy, draw())
+        if cand is not None and strategy.is_new(cand) and cand not in exclude:
+            return cand
+    left = unseen_feasible(strategy, exclude=exclude)
+    if left is None:
+        return None
+    return left[int(rng.integers(len(left)))] if left else None
+
+
+def unseen_feasible(strategy: Strategy, *, exclude: set[RankConfig] | frozenset[RankConfig] = frozenset(),
+                    ) -> list[RankConfig] | None:
+    """Every feasible configuration not yet seen, or None when the space is too big to list."""
+    if math.prod(len(v) for v in strategy.values) > ENUMERATE_LIMIT:
+        return None
+    return [c for c in itertools.product(*strategy.values)
+            if strategy.is_new(c) and c not in exclude and strategy.feasible(c)]
