@@ -30,6 +30,15 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 SpaceArg = Annotated[Path, typer.Argument(help="Search-space YAML file (see search_spaces/).")]
+ConfigArg = Annotated[str, typer.Argument(
+    help="Search-space YAML file, or a rank config: a file from `ranksearch best`, s3://BUCKET/KEY, "
+         "runs:/RUN_ID/model or models:/NAME@champion.")]
+TrackingOpt = Annotated[str | None, typer.Option(
+    "--tracking-uri", help="MLflow store: http(s)://server, sqlite:///file.db or a folder "
+    "(default: $MLFLOW_TRACKING_URI, else ./mlruns).")]
+StorageOpt = Annotated[str | None, typer.Option(
+    "--storage", help="Where searches keep their experiment folders: a folder or "
+    "s3://BUCKET/PREFIX[?endpoint=URL] (default: ./runs/ray).")]
 RanksOpt = Annotated[
     str | None,
     typer.Option("--ranks", "-r", help="Comma-separated ranks (one per rank element), one int for "
@@ -132,15 +141,27 @@ def inspect(
 
 @app.command()
 def train(
-    space_file: SpaceArg,
+    space_file: ConfigArg,
     ranks: RanksOpt = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the space's epoch budget.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the space's).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (checkpoint, metrics.json).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: the space's).")] = None,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Train one rank configuration: progress bar, checkpoint, metrics JSON (test accuracy too)."""
-    space = _load(space_file)
+    """Train one rank configuration: progress bar, checkpoint, metrics JSON (test accuracy too).
+
+    Given a rank-config file (from `ranksearch best`), s3://..., runs:/... or models:/NAME@champion,
+    it is production training: the full budget (final_training, else training), logged to MLflow
+    and linked to the search and trial it came from.
+    """
+    from ranksearch.service import is_rank_config_ref
+
+    if is_rank_config_ref(space_file):
+        _train_rank_config(space_file, ranks=ranks, epochs=epochs, seed=seed, out_dir=out_dir,
+                           device=device, tracking_uri=tracking_uri)
+        return
+    space = _load(Path(space_file))
     vec = _ranks(space, ranks, required=True)
     if device not in (None, "auto", "cpu", "cuda"):
         raise RanksearchError(f"--device must be auto, cpu or cuda (got {device!r})")
@@ -211,10 +232,382 @@ def bench_strategies(ctx: typer.Context) -> None:
     raise typer.Exit(bench_main(list(ctx.args)) or 0)
 
 
+# -- searches: run, resume, front, best (and production training from a rank config) ------------
+def _print_front(rows: list[dict[str, Any]], *, title: str) -> None:
+    from ranksearch.service import front_rows
+
+    table = Table(title=title)
+    for col in ("trial", "ranks", "val_acc", "params", "compression", "FLOPs", "trial run id"):
+        table.add_column(col, justify="right" if col in {"val_acc", "params", "compression", "FLOPs"} else "left",
+                         overflow="fold")  # ranks and run ids wrap on narrow terminals, never get cut
+    for r in front_rows(rows):
+        def num(v: Any, fmt: str) -> str:
+            return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+        table.add_row(str(r["trial_id"]), ",".join(map(str, r["ranks"])), num(r["val_accuracy"], ".4f"),
+                      num(r["params"], ",.0f"), num(r["compression_ratio"], ".1f") + "x",
+                      num(r["flops"], ",.0f"), str(r["run_id"] or "-"))
+    out.print(table)
+
+
+def _report_search(outcome: Any) -> None:
+    from ranksearch.service import browse_hint
+
+    rows = sorted(outcome.front, key=lambda r: -float((r.get("metrics") or {}).get("val_accuracy") or 0.0))
+    _print_front(rows, title=f"Pareto front of {outcome.name}: {len(outcome.front)} of "
+                                      f"{outcome.n_trials} trials (hypervolume {outcome.hypervolume:.4f})")
+    out.print(f"search {outcome.name}: {outcome.status}, {outcome.n_ok} ok, {outcome.n_failed} failed, "
+              f"{outcome.seconds['total']:.0f} s; experiment folder {outcome.location}", highlight=False)
+    out.print(f"MLflow: experiment '{outcome.experiment}', run {outcome.parent_run_id}; browse with "
+              f"`{browse_hint(outcome.tracking_uri)}`", highlight=False)
+    if outcome.status == "interrupted":
+        out.print(f"continue it with `ranksearch resume {outcome.location}`", highlight=False)
+
+
+def _search_exit(outcome: Any) -> None:
+    if outcome.status == "interrupted":
+        raise typer.Exit(130)
+    if outcome.status != "finished":
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    space_file: SpaceArg,
+    strategy: Annotated[str | None, typer.Option(help="Strategy name (default: the space's).")] = None,
+    budget: Annotated[int | None, typer.Option(min=1, help="Number of trials (default: the space's).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: resources.max_concurrent).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the strategy, data split and training (default: the space's).")] = None,
+    name: Annotated[str | None, typer.Option(help="Search name (default: SPACE-STRATEGY-TIME).")] = None,
+    tracking_uri: TrackingOpt = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray in this process).")] = None,
+    storage: StorageOpt = None,
+    retries: Annotated[int, typer.Option(min=0, help="Retries of a failed trial (from its last checkpoint).")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
+) -> None:
+    """Run a search: trials on Ray Tune, every trial and the front in MLflow, the front printed at the end."""
+    from ranksearch import service
+
+    prepared = service.prepare_search(space_file, strategy=strategy, budget=budget, workers=workers, seed=seed,
+                                      name=name, tracking_uri=tracking_uri, address=address, storage=storage,
+                                      retries=retries)
+    s = prepared.settings
+    err.print(f"search {s.name}: {s.strategy}, budget {s.budget}, {s.workers} at once; experiment folder "
+              f"{prepared.storage.display(s.name)}; MLflow {s.tracking_uri}", highlight=False)
+    outcome = service.run_prepared(prepared, show_progress=not quiet, console=err)
+    _report_search(outcome)
+    _search_exit(outcome)
+
+
+@app.command()
+def resume(
+    search: Annotated[str, typer.Argument(help="The search's name (under --storage), folder or s3:// URI.")],
+    storage: StorageOpt = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster (default: the one the search used, or in-process).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: as before).")] = None,
+    tracking_uri: TrackingOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
+) -> None:
+    """Continue an interrupted search: strategy restored, finished trials never re-run."""
+    from ranksearch import service
+
+    outcome = service.resume(search, storage=storage, address=address, workers=workers,
+                             tracking_uri=tracking_uri, show_progress=not quiet, console=err)
+    _report_search(outcome)
+    _search_exit(outcome)
+
+
+@app.command()
+def front(
+    search: Annotated[str, typer.Argument(help="Search name, folder, s3:// URI or MLflow run id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    tracking_uri: TrackingOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """The Pareto front of a search: ranks, accuracy, params, compression, FLOPs, trial run id."""
+    from ranksearch import service
+
+    ref = service.locate_search(search, tracking_uri=tracking_uri, storage=storage)
+    rows = service.front(ref.parent_run_id, tracking_uri=ref.tracking_uri)
+    if as_json:
+        print(json.dumps({"search": ref.name, "search_run_id": ref.parent_run_id,
+                          "front": service.front_rows(rows)}))
+        return
+    _print_front(rows, title=f"Pareto front of {ref.name} ({len(rows)} trials)")
+
+
+@app.command()
+def best(
+    search: Annotated[str, typer.Argument(help="Search name, folder, s3:// URI or MLflow run id.")],
+    pick: Annotated[str, typer.Option("--pick", help="'max val_accuracy where compression_ratio >= 8', "
+                                      "'min params where val_accuracy >= 0.9' or 'knee'.")] = "knee",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the rank config here "
+                                               "(a path or s3://BUCKET/KEY); default: print it.")] = None,
+    register: Annotated[str | None, typer.Option("--register", help="Register the trial's weights as a "
+                                                 "new version of this MLflow model, alias 'champion'.")] = None,
+    tracking_uri: TrackingOpt = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Pick one trial of a search and write it as a rank-config file (and optionally register it)."""
+    from ranksearch import service
+
+    if output is not None and not output.strip():
+        raise RanksearchError("-o/--output is empty; give a path or s3://BUCKET/KEY")
+    config = service.best(search, pick, tracking_uri=tracking_uri, storage=storage)
+    prov = config.provenance
+    m = config.metrics
+    err.print(f"picked {prov['trial_id']} ({pick}): val_accuracy {m.get('val_accuracy', float('nan')):.4f}, "
+              f"compression {m.get('compression_ratio', float('nan')):.1f}x, params {m.get('params', 0):,.0f}; "
+              f"trial run {prov['trial_run_id']}", highlight=False)
+    if output is None:
+        print(config.to_yaml(), end="")
+    else:
+        where = config.save(output)
+        err.print(f"wrote {where}", highlight=False)
+    if register:
+        version = service.register(config, register, tracking_uri=tracking_uri)
+        err.print(f"registered model '{register}' version {version}, alias 'champion' "
+                  f"(load it with models:/{register}@champion)", highlight=False)
+
+
+def _train_rank_config(ref: str, *, ranks: str | None, epochs: int | None, seed: int | None,
+                       out_dir: Path | None, device: str | None, tracking_uri: str | None) -> None:
+    """`train CONFIG`: production training of a rank config, logged to MLflow."""
+    from ranksearch import service
+
+    if ranks is not None:
+        raise RanksearchError("--ranks does not apply to a rank config (it holds its ranks); drop it")
+    if device not in (None, "auto", "cpu", "cuda"):
+        raise RanksearchError(f"--device must be auto, cpu or cuda (got {device!r})")
+    config = service.load_rank_config(ref, tracking_uri=tracking_uri)
+    training = service.training_for(config, epochs=epochs, device=device)
+    prov = config.provenance
+    label = prov.get("trial_id") or "config"
+    out_dir = out_dir or Path("runs") / "train" / f"{config.space.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    mlrun = service.ProductionRun(config, tracking_uri=tracking_uri, source=ref)
+    run_id = mlrun.start()
+    extra = {"rank_config": ref, "provenance": prov, "mlflow_run_id": run_id}
+    try:
+        outcome = train_and_report(config.space, config.ranks, training, seed=seed, out_dir=out_dir, extra=extra)
+        metrics = json.loads((out_dir / "metrics.json").read_text())
+        mlrun.finish(outcome, metrics=metrics, out_dir=out_dir)
+    except BaseException:
+        mlrun.fail()
+        raise
+    searched = config.metrics.get("val_accuracy")
+    if searched is not None:
+        out.print(f"the search measured val_accuracy {searched:.4f} for trial {label}; this run "
+                  f"{outcome.val_accuracy:.4f}", highlight=False)
+    out.print(f"MLflow run {run_id} (tagged with search run {prov.get('search_run_id', '-')}, "
+              f"trial run {prov.get('trial_run_id', '-')})", highlight=False)
+    if outcome.status != "ok":
+        raise typer.Exit(1)
+
+
+@bench_app.command("service", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_service(ctx: typer.Context) -> None:
+    """Search overhead: summed trial time / workers vs. wall time, driver cost per trial."""
+    from ranksearch.bench.service import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)) or 0)
+
+
+# -- cluster jobs: submit, and jobs list/status/logs/stop/resume (ranksearch.submit) ---------------
+jobs_app = typer.Typer(no_args_is_help=True, help="Search jobs on a Ray cluster: list, status, logs, stop, resume.")
+app.add_typer(jobs_app, name="jobs")
+
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="The cluster's Jobs API, http://HEAD:8265 (default: $RAY_ADDRESS). The token comes "
+    "from $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.")]
+JobStorageOpt = Annotated[str | None, typer.Option(
+    "--storage", help="Experiment folder every node reaches: s3://BUCKET/PREFIX[?endpoint=URL], or a shared "
+    "folder with --shared-storage (default: $RANKSEARCH_STORAGE).")]
+SharedOpt = Annotated[bool, typer.Option(
+    "--shared-storage", help="--storage is a folder that every node mounts (NFS, EFS, ...).")]
+ShipOpt = Annotated[bool, typer.Option(
+    "--ship-code/--no-ship-code", help="Send this machine's ranksearch package with the job (default), or use "
+    "the one installed on the cluster.")]
+PipOpt = Annotated[list[str] | None, typer.Option("--pip", help="Extra pip requirement for the job (repeatable).")]
+EnvOpt = Annotated[list[str] | None, typer.Option(
+    "--env", help="NAME=VALUE or NAME (from this shell) for the job (repeatable); credentials are refused: "
+    "they belong on the cluster's nodes.")]
+FollowOpt = Annotated[bool, typer.Option("--follow", "-f", help="Stream the job's logs until it ends.")]
+
+
+def _jobs(address: str | None):
+    from ranksearch.submit import JobsClient
+
+    return JobsClient(address)
+
+
+def _follow_job(jobs, job_id: str) -> None:
+    """Stream a job's logs, then exit with 0 when it succeeded, 1 otherwise."""
+    for chunk in jobs.follow(job_id):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    status = jobs.wait(job_id, timeout=30)
+    err.print(f"job {job_id}: {status}", highlight=False)
+    if status != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+def _submitted(job, *, follow: bool) -> None:
+    from ranksearch.submit import JobsClient
+
+    print(job.job_id)  # stdout holds the id alone, for scripts
+    a = job.address
+    err.print(f"submitted search {job.name} to {a}; experiment folder {job.storage}/{job.name}\n"
+              f"  watch: ranksearch jobs logs {job.job_id} --follow --address {a}\n"
+              f"  stop:  ranksearch jobs stop {job.job_id} --address {a}", highlight=False)
+    if follow:
+        _follow_job(JobsClient(a), job.job_id)
+
+
+@app.command()
+def submit(
+    space_file: SpaceArg,
+    address: AddressOpt = None,
+    strategy: Annotated[str | None, typer.Option(help="Strategy name (default: the space's).")] = None,
+    budget: Annotated[int | None, typer.Option(min=1, help="Number of trials (default: the space's).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: resources.max_concurrent).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the space's).")] = None,
+    name: Annotated[str | None, typer.Option(help="Search name (default: SPACE-STRATEGY-TIME).")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="MLflow server the cluster reaches (default: $MLFLOW_TRACKING_URI).")] = None,
+    storage: JobStorageOpt = None,
+    retries: Annotated[int, typer.Option(min=0, help="Retries of a failed trial (from its last checkpoint).")] = 1,
+    shared_storage: SharedOpt = False,
+    working_dir: Annotated[Path | None, typer.Option(
+        "--working-dir", help="Folder to upload as the job's working directory (must hold SPACE_FILE).")] = None,
+    ship_code: ShipOpt = True,
+    pip: PipOpt = None,
+    env: EnvOpt = None,
+    follow: FollowOpt = False,
+) -> None:
+    """Send a search to a Ray cluster as a job (Jobs API); prints the job id."""
+    from ranksearch.submit import parse_env, submit_search
+
+    job = submit_search(space_file, address=address, storage=storage, tracking_uri=tracking_uri,
+                        shared_storage=shared_storage, strategy=strategy, budget=budget, workers=workers,
+                        seed=seed, name=name, retries=retries, working_dir=working_dir, ship_code=ship_code,
+                        pip=pip or (), env_vars=parse_env(env or ()))
+    _submitted(job, follow=follow)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    address: AddressOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """The cluster's jobs, newest first, with the search each one runs."""
+    from ranksearch.submit import job_row
+
+    rows = sorted((job_row(i) for i in _jobs(address).list()), key=lambda r: r["start_time"] or "", reverse=True)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title=f"jobs ({len(rows)})")
+    for col in ("job id", "status", "search", "kind", "started", "ended"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["job_id"]), r["status"], r["search"] or "-", r["kind"] or "-",
+                      r["start_time"] or "-", r["end_time"] or "-")
+    out.print(table)
+
+
+@jobs_app.command("status")
+def jobs_status(
+    job_id: Annotated[str, typer.Argument(help="Job id (from `submit` or `jobs list`).")],
+    address: AddressOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """One job: status, message, the search it runs and where its results go."""
+    from ranksearch.submit import job_row, resume_hint
+
+    jobs = _jobs(address)
+    row = job_row(jobs.info(job_id))
+    row["message"] = jobs.redact(row["message"])
+    if as_json:
+        print(json.dumps(row))
+        return
+    table = Table(title=f"job {job_id}", show_header=False)
+    for key in ("status", "message", "search", "kind", "storage", "tracking_uri", "start_time", "end_time",
+                "driver_exit_code", "entrypoint"):
+        if row.get(key) not in (None, ""):
+            table.add_row(key, jobs.redact(str(row[key])))
+    out.print(table)
+    hint = resume_hint(row, jobs.address)
+    if hint:
+        out.print(f"continue the search with `{hint}`", highlight=False)
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    address: AddressOpt = None,
+    follow: FollowOpt = False,
+) -> None:
+    """A job's output (the search's progress lines and its final front)."""
+    jobs = _jobs(address)
+    if follow:
+        _follow_job(jobs, job_id)
+        return
+    sys.stdout.write(jobs.logs(job_id))
+
+
+@jobs_app.command("stop")
+def jobs_stop(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    address: AddressOpt = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the job has ended.")] = True,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait.")] = 120.0,
+) -> None:
+    """Stop a job: the search stops its trials, saves its state and can be resumed."""
+    from ranksearch.submit import job_row, resume_hint
+
+    jobs = _jobs(address)
+    stopped = jobs.stop(job_id)
+    if not stopped:
+        row = job_row(jobs.info(job_id))
+        err.print(f"job {job_id} was not running ({row['status']})", highlight=False)
+    if wait:
+        status = jobs.wait(job_id, timeout=timeout)
+        err.print(f"job {job_id}: {status}", highlight=False)
+    row = job_row(jobs.info(job_id))
+    hint = resume_hint(row, jobs.address)
+    if hint:
+        err.print(f"continue the search with `{hint}`", highlight=False)
+
+
+@jobs_app.command("resume")
+def jobs_resume(
+    search: Annotated[str, typer.Argument(help="The search's name (under --storage).")],
+    address: AddressOpt = None,
+    storage: JobStorageOpt = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="MLflow server (default: the one the search used).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: as before).")] = None,
+    shared_storage: SharedOpt = False,
+    ship_code: ShipOpt = True,
+    pip: PipOpt = None,
+    env: EnvOpt = None,
+    follow: FollowOpt = False,
+) -> None:
+    """Continue a stopped or interrupted search as a new job; prints the job id."""
+    from ranksearch.submit import parse_env, submit_resume
+
+    job = submit_resume(search, address=address, storage=storage, tracking_uri=tracking_uri,
+                        shared_storage=shared_storage, workers=workers, ship_code=ship_code, pip=pip or (),
+                        env_vars=parse_env(env or ()))
+    _submitted(job, follow=follow)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors print one clear message and exit with status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, here
+            sys.exit(code)
     except RanksearchError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

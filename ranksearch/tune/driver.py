@@ -1,0 +1,667 @@
+"""Run (or resume) one search on Ray Tune: the driver side.
+
+The driver owns everything stateful: the strategy (through the Searcher adapter), the MLflow
+tracker (through a Tune callback: trials never track), the search's `search.json` and the
+progress display. Trials run the function trainable in `trainable.py`.
+
+Start-up order: the tracking store first (a search must not start against a store it cannot
+reach), then the state file, then Ray (in-process unless an address is given), then Tune.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ranksearch.errors import RanksearchError
+from ranksearch.trial import TrialResult
+from ranksearch.tune.display import Counters, SearchDisplay
+from ranksearch.tune.state import Requeued, SearchState, TrialRecord
+from ranksearch.tune.storage import Storage
+from ranksearch.tune.trainable import MODEL_FILE
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ranksearch.space import SearchSpace
+    from ranksearch.tracking import SearchTracker
+    from ranksearch.tune.searcher import StrategySearcher
+
+log = logging.getLogger(__name__)
+
+#: Tune settings that keep the driver quiet and cheap; a value the user set wins.
+_TUNE_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no per-trial JSON/CSV/TensorBoard files
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",  # failures are reported by us, with their reason
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "600",
+    "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter at verbose=0 prints nothing at all
+}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a search runs; validated by `ranksearch.service` before anything starts."""
+
+    name: str
+    strategy: str
+    budget: int
+    seed: int
+    workers: int
+    storage: str
+    options: dict[str, Any] = field(default_factory=dict)
+    max_failures: int = 1
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchSettings:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class SearchOutcome:
+    """What a finished (or interrupted) driver reports back."""
+
+    name: str
+    status: str  # finished | interrupted | failed
+    parent_run_id: str
+    tracking_uri: str
+    experiment: str
+    location: str  # the search's experiment directory
+    n_trials: int
+    n_ok: int
+    n_failed: int
+    hypervolume: float
+    front: list[dict[str, Any]]
+    seconds: dict[str, float]  # startup (tracker + Ray + Tune set-up), fit, total
+    trials: list[dict[str, Any]]  # per trial: id, status, trial_seconds, end_to_end, driver_cost
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelSink(Protocol):
+    """Receives each finished trial's weights (logged as an artifact of its MLflow run)."""
+
+    def submit(self, trial_id: str, files: dict[str, bytes], result: TrialResult,
+               run_id: Callable[[], str | None], done: Callable[[], None]) -> None: ...
+
+    def close(self, timeout: float) -> None: ...
+
+
+# -- Tune naming (module level: Tune pickles these) --------------------------------------------------
+def trial_dirname(trial_id: str, tune_id: str) -> str:
+    return f"{trial_id}_{tune_id}"
+
+
+def _trial_name(trial: Any) -> str:
+    return str(trial.config.get("trial_id", trial.trial_id))
+
+
+def _trial_dirname(trial: Any) -> str:
+    return trial_dirname(str(trial.config.get("trial_id", "trial")), trial.trial_id)
+
+
+# -- the session --------------------------------------------------------------------------------------
+class _Session:
+    """Driver-side bookkeeping shared by the Searcher adapter (as its listener) and the callback."""
+
+    def __init__(self, space: SearchSpace, settings: SearchSettings, storage: Storage,
+                 state: SearchState, tracker: SearchTracker, display: SearchDisplay,
+                 model_sink: ModelSink | None) -> None:
+        self.space = space
+        self.settings = settings
+        self.storage = storage
+        self.state = state
+        self.tracker = tracker
+        self.display = display
+        self.model_sink = model_sink
+        self.searcher: StrategySearcher | None = None
+        self.counters = display.counters
+        self.lock = threading.Lock()  # model-sink callbacks arrive from another thread
+        self.proposed_at: dict[str, float] = {}
+        self.told_at: dict[str, float] = {}
+        self.cost: dict[str, float] = {}  # seconds spent in our handlers, per trial
+        self.fit_started_at: float | None = None
+        self.save_s = 0.0
+        self.saves = 0
+        self.errors = 0
+
+    # -- persistence --------------------------------------------------------------------------------
+    def save(self) -> None:
+        t0 = time.perf_counter()
+        with self.lock:
+            if self.searcher is not None:
+                self.state.strategy_state = self.searcher.strategy.state_dict()
+                self.state.next_index = self.searcher.next_index
+            try:
+                self.state.save(self.storage)
+            except Exception as exc:  # storage hiccup: the next save carries everything again
+                self.errors += 1
+                log.warning("could not write the search state: %s", exc)
+        self.save_s += time.perf_counter() - t0
+        self.saves += 1
+
+    def _charge(self, trial_id: str | None, t0: float) -> None:
+        if trial_id:
+            self.cost[trial_id] = self.cost.get(trial_id, 0.0) + time.perf_counter() - t0
+
+    # -- SearchListener -----------------------------------------------------------------------------
+    def on_proposed(self, trial_id: str, tune_id: str, ranks: tuple[int, ...], info: dict[str, Any],
+                    resume_from: str | None) -> None:
+        t0 = time.perf_counter()
+        self.proposed_at[trial_id] = t0
+        with self.lock:
+            rec = self.state.trials.get(trial_id)
+            if rec is None:
+                rec = self.state.trials[trial_id] = TrialRecord(trial_id, list(ranks), dict(info),
+                                                                proposed_at=time.time())
+            rec.status = "running"
+            rec.attempts.append({"tune_id": tune_id, "dir": trial_dirname(trial_id, tune_id)})
+        self.save()
+        self.tracker.trial_started(trial_id, ranks, info)
+        self.counters.running = self.searcher.live if self.searcher else self.counters.running + 1
+        self.display.refresh()
+        self._charge(trial_id, t0)
+
+    def on_told(self, trial_id: str, tune_id: str, result: TrialResult) -> None:
+        t0 = time.perf_counter()
+        with self.lock:
+            rec = self.state.trials.get(trial_id)
+            if rec is None:  # cannot happen through the adapter; keep the record whole anyway
+                rec = self.state.trials[trial_id] = TrialRecord(trial_id, list(result.ranks))
+            rec.status = result.status
+            rec.result = result.to_dict()
+            rec.finished_at = time.time()
+            if trial_id not in self.state.order:
+                self.state.order.append(trial_id)
+        self.save()
+        self.tracker.trial_finished(trial_id, result)
+        self._count(result)
+        self.display.event(_trial_line(trial_id, result))
+        self.told_at[trial_id] = time.perf_counter()
+        self._charge(trial_id, t0)
+
+    def _count(self, result: TrialResult) -> None:
+        c = self.counters
+        c.done += 1
+        c.running = self.searcher.live if self.searcher else max(0, c.running - 1)
+        if result.status == "failed":
+            c.failed += 1
+        c.hypervolume = self.tracker.hypervolume
+        c.front_size = len(self.tracker.front())
+        acc = result.metrics.get("val_accuracy", math.nan)
+        if result.ok and math.isfinite(acc) and not (acc <= c.best_accuracy):
+            c.best_accuracy = acc
+
+    # -- Tune callback events -----------------------------------------------------------------------
+    def on_epoch(self, tune_id: str, result: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        trial_id = self.searcher.trial_of(tune_id) if self.searcher else None
+        if trial_id is None or "epoch" not in result:
+            return
+        metrics = {k: result[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                                          "lr", "seconds") if k in result}
+        self.tracker.trial_epoch(trial_id, int(result["epoch"]), metrics)
+        self._charge(trial_id, t0)
+
+    def on_error(self, tune_id: str, reason: str) -> None:
+        if self.searcher is not None:
+            self.searcher.fail(tune_id, reason)
+
+    def on_retry(self, tune_id: str) -> None:
+        trial_id = self.searcher.trial_of(tune_id) if self.searcher else tune_id
+        self.counters.retried += 1
+        self.display.event(f"{trial_id} failed; retrying from its last checkpoint")
+
+    def on_closed(self, tune_id: str, checkpoint: Any) -> None:
+        """A trial's actor is done: hand its weights to the model sink (async)."""
+        t0 = time.perf_counter()
+        trial_id = self.searcher.trial_of(tune_id) if self.searcher else None
+        if trial_id is None or self.model_sink is None or checkpoint is None:
+            return
+        rec = self.state.trials.get(trial_id)
+        if rec is None or rec.status != "ok" or rec.info.get("model_logged"):
+            return
+        data = _read_checkpoint_file(checkpoint.filesystem, checkpoint.path, MODEL_FILE)
+        if data is not None:
+            self._submit_model(rec, data)
+        self._charge(trial_id, t0)
+
+    def _submit_model(self, rec: TrialRecord, data: bytes) -> None:
+        result = rec.trial_result()
+        assert result is not None and self.model_sink is not None
+        trial_id = rec.trial_id
+
+        def done() -> None:
+            with self.lock:
+                rec.info["model_logged"] = True
+
+        self.model_sink.submit(trial_id, {MODEL_FILE: data}, result,
+                               lambda: self.tracker.run_id(trial_id), done)
+
+    def resubmit_missing_models(self) -> None:
+        """Resume: weights of finished trials the previous driver had not logged yet."""
+        if self.model_sink is None:
+            return
+        for rec in self.state.finished_trials:
+            if rec.status != "ok" or rec.info.get("model_logged"):
+                continue
+            for attempt in reversed(rec.attempts):
+                path = _newest_checkpoint(self.storage, self.state.name, attempt["dir"], MODEL_FILE)
+                if path is None:
+                    continue
+                data = _read_checkpoint_file(self.storage.fs, path, MODEL_FILE)
+                if data is not None:
+                    self._submit_model(rec, data)
+                    break
+
+    def trial_table(self) -> list[dict[str, Any]]:
+        rows = []
+        for rec in self.state.finished_trials:
+            result = rec.trial_result()
+            info = result.info if result else {}
+            tid = rec.trial_id
+            end_to_end = (self.told_at[tid] - self.proposed_at[tid]
+                          if tid in self.told_at and tid in self.proposed_at else None)
+            trial_s = info.get("trial_seconds")
+            rows.append({
+                "trial_id": tid, "status": rec.status, "trial_seconds": trial_s,
+                "train_seconds": result.metrics.get("train_seconds") if result else None,
+                "end_to_end_seconds": end_to_end, "driver_handler_seconds": self.cost.get(tid),
+                "started_at": info.get("started_at"), "ended_at": info.get("ended_at"),
+            })
+        return rows
+
+
+def _trial_line(trial_id: str, result: TrialResult) -> str:
+    m = result.metrics
+    if result.status == "failed":
+        return f"{trial_id} failed: {result.error or 'unknown reason'}"
+    acc = m.get("val_accuracy", math.nan)
+    secs = result.info.get("trial_seconds")
+    timing = f" in {secs:.1f}s" if isinstance(secs, (int, float)) else ""
+    return (f"{trial_id} {result.status}: val_acc {acc:.4f}  compression {m.get('compression_ratio', math.nan):.1f}x  "
+            f"params {int(m.get('params', 0)):,}  ranks {','.join(map(str, result.ranks))}{timing}")
+
+
+def _read_checkpoint_file(fs: Any, folder: str, name: str) -> bytes | None:
+    try:
+        with fs.open_input_stream(f"{folder.rstrip('/')}/{name}") as f:
+            return f.readall()
+    except (OSError, FileNotFoundError):
+        return None
+
+
+def _newest_checkpoint(storage: Storage, name: str, trial_dir: str, must_have: str) -> str | None:
+    """The newest `checkpoint_NNNNNN` folder of a trial that holds `must_have`."""
+    entries = [e for e in storage.list_dir(name, trial_dir) if e.startswith("checkpoint_")]
+    for entry in sorted(entries, reverse=True):
+        if storage.exists(name, trial_dir, entry, must_have):
+            return storage.path(name, trial_dir, entry)
+    return None
+
+
+def _error_text(trial: Any) -> str:
+    """The reason a trial errored: the original exception of its last failure, in one line."""
+    exc = None
+    # The driver-local copies first: the ones on storage are synced up later.
+    with contextlib.suppress(Exception):
+        local = trial.pickled_error_file
+        if local and os.path.isfile(local):
+            import ray.cloudpickle as cloudpickle
+
+            with open(local, "rb") as f:
+                exc = cloudpickle.load(f)
+    if exc is None:
+        with contextlib.suppress(Exception):
+            exc = trial.get_pickled_error()
+    if exc is not None:
+        cause = getattr(exc, "cause", None)
+        e = cause if isinstance(cause, BaseException) else exc
+        text = str(e).strip()
+        head = text.splitlines()[-1] if text else ""
+        name = type(e).__name__
+        if name == "RayTaskError" or not head:
+            return _first_line(text) or name
+        return f"{name}: {head}" if not head.startswith(name) else head
+    with contextlib.suppress(Exception):
+        local = trial.error_file
+        text = (Path(local).read_text() if local and os.path.isfile(local) else "") or trial.get_error() or ""
+        lines = [ln for ln in str(text).splitlines() if ln.strip()]
+        if lines:
+            return lines[-1].strip()[:2000]
+    return "the trial raised an exception"
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")[:2000]
+
+
+def _make_callback(session: _Session) -> Any:
+    from ray.tune import Callback
+
+    class _DriverCallback(Callback):
+        """Tune events -> the session. Tracking happens here, in the driver, never in trials."""
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            if not result.get("rs_final"):
+                _guard(session.on_epoch, trial.trial_id, result)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _guard(session.on_error, trial.trial_id, _error_text(trial))
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _guard(session.on_retry, trial.trial_id)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _guard(session.on_closed, trial.trial_id, trial.checkpoint)
+
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            session.display.refresh()
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            # Tune pickles its run config; the live session stays behind.
+            from ray.tune import Callback as _Base
+
+            return (_Base, ())
+
+    return _DriverCallback()
+
+
+def _guard(fn: Callable[..., Any], *args: Any) -> None:
+    """A bookkeeping bug must not take the whole search down with it."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("ranksearch driver callback %s failed", getattr(fn, "__name__", fn))
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if old[k] is None:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
+#: Third-party loggers whose INFO/WARNING lines would only clutter the progress display.
+_QUIET_LOGGERS = {
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # auth stays on
+    "ray.tune.analysis.experiment_analysis": logging.ERROR,  # per-trial files are disabled
+    "ray.tune.tune": logging.CRITICAL,  # "trials did not complete": we report failures ourselves
+    "mlflow.store.db.utils": logging.WARNING,
+    "alembic": logging.WARNING,
+}
+
+
+@contextlib.contextmanager
+def _quiet_loggers() -> Iterator[None]:
+    with contextlib.suppress(ImportError):
+        import mlflow  # noqa: F401 - mlflow sets its loggers up on import; adjust them after
+    old = {}
+    for name, level in _QUIET_LOGGERS.items():
+        logger = logging.getLogger(name)
+        old[name] = logger.level
+        if logger.getEffectiveLevel() < level:
+            logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in old.items():
+            logging.getLogger(name).setLevel(level)
+
+
+class ExecutionError(RanksearchError):
+    """Ray cannot be reached or started (the message says where it looked)."""
+
+
+def ensure_ray(address: str | None = None) -> bool:
+    """Connect to Ray (`address`) or start it in-process; True when this call started it.
+
+    The in-process runtime starts without its dashboard (a second or two faster); set
+    RANKSEARCH_RAY_DASHBOARD=1 to have it.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    address = address or os.environ.get("RAY_ADDRESS")  # set inside `ray job submit` jobs
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            dashboard = os.environ.get("RANKSEARCH_RAY_DASHBOARD", "0") not in ("", "0", "false")
+            ray.init(include_dashboard=dashboard, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
+        raise ExecutionError(f"cannot use {where}: {str(exc).splitlines()[0] if str(exc) else exc!r}. "
+                             "Check --address (and RAY_AUTH_MODE / the auth token for a token-auth "
+                             "cluster), or leave --address out to run Ray in this process") from None
+    return True
+
+
+def _check_capacity(settings: SearchSettings, display: SearchDisplay) -> None:
+    """Say so when the cluster cannot run `workers` trials at once (Tune would just queue them)."""
+    import ray
+
+    with contextlib.suppress(Exception):
+        cpus = float(ray.cluster_resources().get("CPU", 0.0))
+        fits = int(cpus // settings.cpus_per_trial) if settings.cpus_per_trial else settings.workers
+        if fits < settings.workers:
+            display.event(f"note: the cluster has {cpus:g} CPUs: {fits} of the {settings.workers} "
+                          f"workers can run at once ({settings.cpus_per_trial:g} CPU per trial)")
+
+
+# -- run / resume -----------------------------------------------------------------------------------
+def run_search(
+    space: SearchSpace,
+    settings: SearchSettings,
+    *,
+    state: SearchState | None = None,
+    model_sink_factory: Callable[[SearchTracker, SearchState], ModelSink] | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> SearchOutcome:
+    """Run a new search (state None) or continue one from its `search.json` state."""
+    t_start = time.perf_counter()
+    storage = Storage.parse(settings.storage)
+    resuming = state is not None
+    if state is None:
+        state = SearchState(name=settings.name, space=space.to_dict(), settings=settings.to_dict())
+
+    with _quiet_loggers():
+        return _run(space, settings, storage, state, resuming, t_start, model_sink_factory, console,
+                    show_progress)
+
+
+def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: SearchState,
+         resuming: bool, t_start: float, model_sink_factory: Any, console: Console | None,
+         show_progress: bool) -> SearchOutcome:
+    from ranksearch import strategies
+    from ranksearch.tracking import SearchTracker
+
+    # 1. tracking: the parent run (created, or reopened with its finished trials).
+    tracker = SearchTracker(
+        space, tracking_uri=settings.tracking_uri, experiment=settings.experiment,
+        run_name=settings.name, parent_run_id=state.parent_run_id or None,
+        params={"strategy": settings.strategy, "budget": settings.budget, "seed": settings.seed,
+                "options": dict(settings.options), "workers": settings.workers,
+                "max_failures": settings.max_failures},
+        tags={"ranksearch.search_name": settings.name, "ranksearch.storage": storage.display(settings.name)},
+    )
+    parent_run_id = tracker.start()
+    state.parent_run_id = parent_run_id
+    state.settings.update(settings.to_dict(), tracking_uri=tracker.tracking_uri)
+    state.status = "running"
+    state.sessions.append({"started_at": time.time(), "resume": resuming})
+
+    # 2. the strategy, fresh or replayed from its state_dict.
+    if state.strategy_state:
+        strategy = strategies.from_state(space, state.strategy_state)
+    else:
+        opts = dict(settings.options)
+        if "budget" in strategies.options(settings.strategy):
+            opts["budget"] = settings.budget
+        strategy = strategies.get(settings.strategy, space, seed=settings.seed, **opts)
+
+    counters = Counters(total=settings.budget)
+    display = SearchDisplay(f"search {settings.name} ({settings.strategy}, {settings.workers} workers)",
+                            counters, console=console, enabled=show_progress)
+    sink = model_sink_factory(tracker, state) if model_sink_factory is not None else None
+    session = _Session(space, settings, storage, state, tracker, display, sink)
+    requeue = _reconcile(session, strategy) if resuming else []
+    session.save()
+
+    status = "failed"
+    searcher = None
+    started_ray = False
+    t_fit0 = t_fit1 = time.perf_counter()
+    try:
+        with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(settings.workers)}):
+            started_ray = ensure_ray(settings.address)
+            tuner, searcher = _make_tuner(space, settings, storage, session, strategy, requeue)
+            session.searcher = searcher
+            session.resubmit_missing_models()
+            with display:
+                _check_capacity(settings, display)
+                t_fit0 = time.perf_counter()
+                session.fit_started_at = time.time()
+                tuner.fit()
+                t_fit1 = time.perf_counter()
+        unfinished = state.unfinished_trials
+        done = strategy.is_finished() and not unfinished
+        status = "finished" if done else "interrupted"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        t_fit1 = max(t_fit1, t_fit0)
+        if sink is not None:
+            sink.close(timeout=tracker.retry_for)
+        state.status = status
+        state.sessions[-1].update(ended_at=time.time(), status=status)
+        session.save()
+        tracker.finish({"finished": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"))
+    if started_ray:  # a runtime someone else started (tests, notebooks, a cluster job) stays up
+        import ray
+
+        ray.shutdown()
+    t_end = time.perf_counter()
+    return SearchOutcome(
+        name=settings.name, status=status, parent_run_id=parent_run_id,
+        tracking_uri=tracker.tracking_uri, experiment=tracker.experiment,
+        location=storage.display(settings.name), n_trials=len(state.order),
+        n_ok=sum(1 for r in state.finished_trials if r.status == "ok"),
+        n_failed=sum(1 for r in state.finished_trials if r.status == "failed"),
+        hypervolume=tracker.hypervolume, front=tracker.front(),
+        seconds={"startup": t_fit0 - t_start, "fit": t_fit1 - t_fit0, "total": t_end - t_start},
+        trials=session.trial_table(),
+        stats=_stats(session, searcher, tracker),
+    )
+
+
+def _stats(session: _Session, searcher: Any, tracker: SearchTracker) -> dict[str, Any]:
+    costs = list(session.cost.values())
+    out: dict[str, Any] = {
+        "state_saves": session.saves, "state_save_seconds": session.save_s,
+        "fit_started_at": session.fit_started_at,
+        "handler_seconds_median": statistics.median(costs) if costs else None,
+        "tracker": dict(tracker.stats), "callback_errors": session.errors,
+    }
+    if searcher is not None:
+        out["searcher"] = dict(searcher.stats)
+    return out
+
+
+def _reconcile(session: _Session, strategy: Any) -> list[Requeued]:
+    """Resume: make MLflow, the state file and the strategy agree, and list trials to re-run.
+
+    - a trial finished in the state but not in MLflow (the old driver died before its queued
+      writes left) is logged again: exactly one finished child run per trial;
+    - a trial finished in MLflow but not in the state (state write lost) is taken as finished;
+    - a trial proposed but unfinished is re-run from its newest checkpoint.
+    """
+    state, tracker = session.state, session.tracker
+    logged = tracker.results
+    for rec in state.finished_trials:
+        if rec.trial_id not in logged:
+            result = rec.trial_result()
+            if result is not None:
+                tracker.trial_finished(rec.trial_id, result)
+    for trial_id, result in logged.items():
+        rec = state.trials.get(trial_id)
+        if rec is not None and not rec.finished:
+            rec.status, rec.result, rec.finished_at = result.status, result.to_dict(), time.time()
+            state.order.append(trial_id)
+            with contextlib.suppress(Exception):
+                strategy.tell(trial_id, result)
+    for rec in state.finished_trials:
+        session._count(rec.trial_result() or TrialResult(ranks=tuple(rec.ranks), status="failed"))
+    session.counters.running = 0
+    requeue = []
+    for rec in sorted(state.unfinished_trials, key=lambda r: r.trial_id):
+        resume_from = None
+        for attempt in reversed(rec.attempts):
+            resume_from = _newest_checkpoint(session.storage, state.name, attempt["dir"], "checkpoint.pt")
+            if resume_from:
+                break
+        requeue.append(Requeued(rec.trial_id, tuple(rec.ranks), dict(rec.info), resume_from))
+    return requeue
+
+
+def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, session: _Session,
+                strategy: Any, requeue: list[Requeued]) -> tuple[Any, StrategySearcher]:
+    import json
+
+    from ray import tune
+
+    from ranksearch.tune.searcher import StrategySearcher
+    from ranksearch.tune.trainable import train_trial
+
+    searcher = StrategySearcher(strategy, max_concurrent=settings.workers,
+                                next_index=session.state.next_index, requeue=requeue, listener=session)
+    trainable = tune.with_parameters(
+        train_trial, space_json=json.dumps(space.to_dict()),
+        storage=storage, cpus_per_trial=settings.cpus_per_trial,
+    )
+    resources = {"cpu": settings.cpus_per_trial}
+    if settings.gpus_per_trial:
+        resources["gpu"] = settings.gpus_per_trial
+    trainable = tune.with_resources(trainable, resources)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={},
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=-1, max_concurrent_trials=settings.workers,
+            reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=settings.name, **storage.ray_args(), callbacks=[_make_callback(session)], verbose=0,
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    return tuner, searcher
