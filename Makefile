@@ -20,13 +20,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-PSTRN_M := 8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20
+SPACE ?= search_spaces/quickstart_digits.yaml
 
-# The main job until `ranksearch run` lands: PSTRN-M's TR-LeNet-5 on Fashion-MNIST, counted
-# layer by layer, then trained for one epoch (checkpoint and metrics under runs/train/).
+# The main job: a real search on the local default (in-process Ray, MLflow in ./mlruns, bundled
+# data); it prints the Pareto front and where to browse it.
 run: $(STAMP)
-	$(BIN)/ranksearch inspect search_spaces/pstrn_lenet5_fashion.yaml --ranks $(PSTRN_M)
-	$(BIN)/ranksearch train search_spaces/pstrn_lenet5_fashion.yaml --ranks $(PSTRN_M) --epochs 1
+	$(BIN)/ranksearch run $(SPACE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

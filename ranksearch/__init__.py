@@ -19,15 +19,19 @@ _EXPORTS = {
     "build_model": "ranksearch.models",
     "tensorize": "ranksearch.models",
     "SpaceError": "ranksearch.errors",
+    "load_rank_config": "ranksearch.service",
+    "RankConfigFile": "ranksearch.service",
 }
 
 __all__ = [
+    "RankConfigFile",
     "SearchSpace",
     "SpaceError",
     "build_model",
     "compression_ratio",
     "count_flops",
     "count_params",
+    "load_rank_config",
     "load_space",
     "tensorize",
 ]
@@ -35,6 +39,7 @@ __all__ = [
 if TYPE_CHECKING:
     from ranksearch.errors import SpaceError
     from ranksearch.models import build_model, tensorize
+    from ranksearch.service import RankConfigFile, load_rank_config
     from ranksearch.space import SearchSpace, compression_ratio, count_flops, count_params, load_space
 
 

@@ -602,6 +602,15 @@ def jobs_resume(
     _submitted(job, follow=follow)
 
 
+def _register_dashboard() -> None:
+    from ranksearch.dashboard import dashboard_command
+
+    app.command("dashboard", help="Serve the Pareto-front explorer (127.0.0.1 by default).")(dashboard_command)
+
+
+_register_dashboard()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors print one clear message and exit with status 2."""
     try:

@@ -129,16 +129,22 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-def build_model(space: SearchSpace, ranks: Any, *, dense: nn.Module | None = None,
+def build_model(space: SearchSpace | Any, ranks: Any = None, *, dense: nn.Module | None = None,
                 from_dense: bool = False) -> nn.Module:
     """The space's model with every tensorized layer built at `ranks`.
 
-    With `from_dense`, cores are initialised by decomposing `dense`'s trained weights
-    (the pre-train warm start); otherwise they are initialised from scratch.
+    `space` may also be a rank-config file object (`ranksearch.load_rank_config`), which
+    carries its own space and ranks. With `from_dense`, cores are initialised by decomposing
+    `dense`'s trained weights (the pre-train warm start); otherwise from scratch.
     """
     import copy
 
     from ranksearch.tensorized import from_dense as decompose
+
+    if ranks is None:
+        if not (hasattr(space, "space") and hasattr(space, "ranks")):
+            raise TypeError("build_model needs (space, ranks) or a rank config from load_rank_config()")
+        space, ranks = space.space, space.ranks
 
     per_layer = space.layer_ranks(space.resolve_ranks(ranks))
     if dense is not None:

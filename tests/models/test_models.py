@@ -59,3 +59,19 @@ def test_tensorize_rejects_unknown_and_non_linear_layers():
         tensorize(UserNet(), {"nope": 2})
     with pytest.raises(ValueError, match="not Linear or Conv2d"):
         tensorize(UserNet(), {"features.1": 2})
+
+
+def test_build_model_accepts_a_rank_config(digits_space, tmp_path):
+    from ranksearch import build_model, load_rank_config
+    from ranksearch.service import RankConfigFile
+
+    ranks = digits_space.equal_ranks(5)
+    path = tmp_path / "best.yaml"
+    path.write_text(RankConfigFile(space=digits_space, ranks=ranks, metrics={}, provenance={}).to_yaml())
+    config = load_rank_config(str(path))
+    model = build_model(config)
+    from ranksearch import count_params
+
+    assert sum(p.numel() for p in model.parameters()) == count_params(digits_space, ranks)
+    with pytest.raises(TypeError, match="load_rank_config"):
+        build_model(digits_space)
