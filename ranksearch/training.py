@@ -53,8 +53,12 @@ __all__ = [
 CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_VERSION = 1
 _CHECK_EVERY = 50  # steps between finiteness checks (one host sync each)
-_AUGMENT_SHAPE = (3, 32, 32)
-_AUGMENT_PAD = 4
+_AUGMENT_MIN_SIDE = 16  # augmentation applies to images (C, H, W) at least this large
+
+
+def _augment_pad(h: int) -> int:
+    """Crop padding: CIFAR's customary 4 px at 32x32, 2 px for 28x28 digits/clothing."""
+    return 4 if h >= 32 else 2
 
 Callback = Callable[[dict[str, Any]], Any]
 Log = Callable[[str], Any]
@@ -200,9 +204,9 @@ def _generator(seed: int, stream: str, epoch: int) -> torch.Generator:
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random 32x32 crop of the 4-px zero-padded image plus horizontal flip, in one gather."""
+    """Random crop of the zero-padded image plus horizontal flip, in one gather."""
     b, _, h, w = x.shape
-    pad = _AUGMENT_PAD
+    pad = _augment_pad(h)
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
     flip = torch.rand(b, generator=gen) < 0.5
@@ -333,7 +337,8 @@ class _Trainer:
             self.total_epochs = training.epochs
             self.total_steps = training.epochs * self.steps_per_epoch
         self.stop_epoch = self.total_epochs if max_epochs is None else min(max_epochs, self.total_epochs)
-        self.augment = training.augment and tuple(splits.train.x.shape[1:]) == _AUGMENT_SHAPE
+        shape = tuple(splits.train.x.shape[1:])
+        self.augment = training.augment and len(shape) == 3 and min(shape[1:]) >= _AUGMENT_MIN_SIDE
         self.run = _Run()
 
     # -- checkpoints --------------------------------------------------------------------------------

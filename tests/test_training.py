@@ -317,16 +317,20 @@ def test_lr_factor_matches_torch_schedulers():
     assert lr_factor(ScheduleSpec(), 7, 10) == 1.0
 
 
-def test_augment_is_a_padded_crop_or_its_mirror():
-    x = torch.randn(6, 3, 32, 32)
+@pytest.mark.parametrize("shape,pad", [((3, 32, 32), 4), ((1, 28, 28), 2)])
+def test_augment_is_a_padded_crop_or_its_mirror(shape, pad):
+    x = torch.randn(6, *shape)
+    side = shape[-1]
     out = _augment(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
-    padded = nn.functional.pad(x, (4, 4, 4, 4))
+    padded = nn.functional.pad(x, (pad, pad, pad, pad))
+    offsets = range(2 * pad + 1)
     for i in range(len(x)):
-        crops = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        crops = [padded[i, :, dy:dy + side, dx:dx + side] for dy in offsets for dx in offsets]
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1)) for c in crops)
     again = _augment(x, torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
+    assert not torch.equal(out, x)
 
 
 def test_augmented_training_runs_and_is_deterministic():
