@@ -20,7 +20,9 @@ opening one is usually answered from memory.
 
 The server binds to 127.0.0.1 by default: it has no authentication, and what it shows (run
 ids, metrics, the tracking URI with credentials masked) is meant for the user's own browser.
-MLflow, Flask and plotly are imported inside functions: importing this module is cheap.
+MLflow is read through `ranksearch.tracking.StoreReader` (tracking is the one module that
+talks to MLflow); it, Flask and plotly are imported inside functions: importing this module is
+cheap.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,9 +46,9 @@ from ranksearch.errors import RanksearchError
 
 if TYPE_CHECKING:
     from flask import Flask
-    from mlflow import MlflowClient
 
     from ranksearch.space import SearchSpace
+    from ranksearch.tracking import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -207,23 +208,23 @@ def _front_mask(trials: Sequence[_Trial], objectives: Sequence[Sequence[str]]) -
 
 
 class MlflowReader:
-    """Reads searches from MLflow (public client API only) and caches what it read.
+    """Reads searches from MLflow (through `tracking.StoreReader`) and caches what it read.
 
     Thread-safe: each search has its own lock, so two requests for one search cause one read.
     """
 
     def __init__(self, tracking_uri: str | None = None, *, refresh_interval: float = 1.0,
-                 list_ttl: float = 3.0, client: MlflowClient | None = None) -> None:
+                 list_ttl: float = 3.0, client: Any = None) -> None:
         from ranksearch.service import default_tracking_uri
-        from ranksearch.tracking import resolve_tracking_uri
+        from ranksearch.tracking import StoreReader
 
         # As the CLI names a store (a folder stays a folder: rank configs record it so) ...
         self.store_uri = default_tracking_uri(tracking_uri)
         # ... and as MLflow's client opens it.
-        self.tracking_uri = resolve_tracking_uri(self.store_uri)
+        self.store: StoreReader = StoreReader(self.store_uri, client=client)
+        self.tracking_uri = self.store.tracking_uri
         self.refresh_interval = float(refresh_interval)
         self.list_ttl = float(list_ttl)
-        self._client = client
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._experiments: dict[str, str] = {}
@@ -232,15 +233,9 @@ class MlflowReader:
         self.stats = {"full_reads": 0, "incremental_reads": 0, "runs_read": 0, "cache_hits": 0}
 
     @property
-    def client(self) -> MlflowClient:
-        if self._client is None:
-            from mlflow import MlflowClient
-
-            from ranksearch.tracking import configure_mlflow_env
-
-            configure_mlflow_env()
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        return self._client
+    def client(self) -> Any:
+        """The MLflow client the reader uses (made on first use)."""
+        return self.store.client
 
     # -- the list of searches -------------------------------------------------------------------
     def list_searches(self, *, fresh: bool = False) -> list[dict[str, Any]]:
@@ -253,17 +248,9 @@ class MlflowReader:
             return rows
 
     def _search_parents(self) -> list[Any]:
-        from mlflow.entities import ViewType
-
         from ranksearch.tracking import TAG_KIND
 
-        experiments, token = [], None
-        while True:
-            page = self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY, page_token=token)
-            experiments.extend(page)
-            token = page.token
-            if not token:
-                break
+        experiments = self.store.experiments()
         self._experiments.update({e.experiment_id: e.name for e in experiments})
         ids = [e.experiment_id for e in experiments]
         runs: list[Any] = []
@@ -274,19 +261,12 @@ class MlflowReader:
 
     def _pages(self, experiment_ids: list[str], filter_string: str,
                order_by: list[str] | None = None) -> list[Any]:
-        out, token = [], None
-        while True:
-            page = self.client.search_runs(experiment_ids, filter_string=filter_string,
-                                           max_results=PAGE_SIZE, order_by=order_by, page_token=token)
-            out.extend(page)
-            token = page.token
-            if not token:
-                return out
+        return self.store.search_runs(experiment_ids, filter_string, order_by=order_by, page_size=PAGE_SIZE)
 
     def _experiment_name(self, experiment_id: str) -> str:
         if experiment_id not in self._experiments:
             try:
-                self._experiments[experiment_id] = self.client.get_experiment(experiment_id).name
+                self._experiments[experiment_id] = self.store.experiment_name(experiment_id)
             except Exception:  # noqa: BLE001 - a name is decoration; the id will do
                 return experiment_id
         return self._experiments[experiment_id]
@@ -344,7 +324,7 @@ class MlflowReader:
     def _history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """(step, value) of a parent metric, one value per step (the latest logged)."""
         by_step: dict[int, tuple[int, float]] = {}
-        for m in self.client.get_metric_history(run_id, key):
+        for m in self.store.metric_history(run_id, key):
             v = _finite(m.value)
             if v is not None and (m.step not in by_step or m.timestamp >= by_step[m.step][0]):
                 by_step[int(m.step)] = (m.timestamp, v)
@@ -379,7 +359,7 @@ class MlflowReader:
         from ranksearch.tracking import TAG_KIND
 
         try:
-            run = self.client.get_run(run_id)
+            run = self.store.get_run(run_id)
         except Exception as exc:
             if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
                 raise DashboardError(f"no run {run_id} in the tracking store") from None
@@ -480,13 +460,11 @@ class MlflowReader:
             from ranksearch.space import SearchSpace
             from ranksearch.tracking import SPACE_ARTIFACT
 
-            with tempfile.TemporaryDirectory(prefix="ranksearch-dash-") as tmp:
-                try:
-                    local = self.client.download_artifacts(run_id, SPACE_ARTIFACT, tmp)
-                except Exception as exc:  # noqa: BLE001 - missing artifact: say so
-                    raise DashboardError(f"search run {run_id} has no {SPACE_ARTIFACT} artifact ({exc}); "
-                                         "it was not made by `ranksearch run`") from None
-                text = Path(local).read_text()
+            try:
+                text = self.store.read_text(run_id, SPACE_ARTIFACT)
+            except Exception as exc:  # noqa: BLE001 - missing artifact: say so
+                raise DashboardError(f"search run {run_id} has no {SPACE_ARTIFACT} artifact ({exc}); "
+                                     "it was not made by `ranksearch run`") from None
             entry.space = SearchSpace.from_dict(yaml.safe_load(text), source=f"runs:/{run_id}/{SPACE_ARTIFACT}")
         return entry.space
 
@@ -580,7 +558,7 @@ def create_app(tracking_uri: str | None = None, *, poll_interval: float = 3.0, p
         if not db.is_file():  # a read-only tool must not create an empty store
             raise DashboardError(f"no MLflow store at {db}; give --tracking-uri (a tracking server, "
                                  "sqlite:///FILE.db, or the folder a search logged to)", status=500)
-    reader.client  # noqa: B018 - import MLflow now, not inside the first request
+    reader.store.connect()  # import MLflow now, not inside the first request
     ui = _mlflow_ui_base(reader.tracking_uri, mlflow_ui)
     app = Flask("ranksearch.dashboard", static_folder=None)
     app.config["READER"] = reader

@@ -17,9 +17,10 @@ one rank vector and its provenance (search and trial run ids, metrics, the pick 
 `load_rank_config` reads one from a local path, `s3://bucket/key`, `runs:/RUN_ID[/path]` or
 `models:/NAME@alias` (or `models:/NAME/VERSION`).
 
-The MLflow calls that `ranksearch.tracking` does not offer yet (trial weights, the model
-registry, production-training runs, artifact downloads) are kept together at the end of this
-module, marked as such.
+MLflow is reached only through `ranksearch.tracking` (the one module that imports it): the
+service-level pieces at the end of this module (trial weights, the model registry,
+production-training runs, artifact downloads) build the service's own content (rank-config
+text, tags, provenance) and hand it to tracking's generic functions.
 """
 
 from __future__ import annotations
@@ -28,11 +29,7 @@ import json
 import logging
 import math
 import os
-import queue
 import re
-import shutil
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -612,77 +609,29 @@ def training_for(config: RankConfigFile, *, epochs: int | None = None, device: s
     return training
 
 
-# ==================================================================================================
-# MLflow pieces that `ranksearch.tracking` does not offer yet; they belong there eventually.
-# ==================================================================================================
-def _client(tracking_uri: str | None) -> Any:
-    from mlflow import MlflowClient
-
-    from ranksearch.tracking import configure_mlflow_env, resolve_tracking_uri
-
-    configure_mlflow_env()
-    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
-
-
+# -- MLflow through `ranksearch.tracking`: artifacts, the model registry, production runs ----------
 def _download_text(tracking_uri: str, run_id: str, path: str) -> str | None:
-    client = _client(tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="ranksearch-") as tmp:
-        try:
-            local = client.download_artifacts(run_id, path, tmp)
-        except Exception:  # noqa: BLE001 - a missing artifact: the caller explains
-            return None
-        return Path(local).read_text()
+    from ranksearch.tracking import download_text
+
+    return download_text(tracking_uri, run_id, path)
 
 
 def _download_uri(uri: str, tracking_uri: str | None) -> str:
-    """Download a runs:/ or models:/ URI to a fresh local folder (or file) and return it.
+    """Download a runs:/ or models:/ URI to a fresh local folder (or file) and return it."""
+    from ranksearch.tracking import TrackingError, download_artifact_uri
 
-    models:/ URIs are resolved with the same store's registry (MLflow's global registry URI
-    may point elsewhere).
-    """
-    from ranksearch.tracking import resolve_tracking_uri
-
-    resolved = resolve_tracking_uri(default_tracking_uri(tracking_uri))
-    client = _client(resolved)
-    dst = tempfile.mkdtemp(prefix="ranksearch-config-")
     try:
-        run_id, path = _resolve_artifact_uri(client, uri)
-        return client.download_artifacts(run_id, path, dst)
-    except RanksearchError:
-        shutil.rmtree(dst, ignore_errors=True)
-        raise
-    except Exception as exc:
-        shutil.rmtree(dst, ignore_errors=True)
-        raise ServiceError(f"cannot fetch {uri} from {resolved}: {str(exc).splitlines()[0]}") from None
-
-
-def _resolve_artifact_uri(client: Any, uri: str) -> tuple[str, str]:
-    """(run id, artifact path) of runs:/RUN_ID/PATH, models:/NAME@ALIAS or models:/NAME/VERSION."""
-    if uri.startswith("runs:/"):
-        rest = uri[len("runs:/"):].strip("/")
-        run_id, _, path = rest.partition("/")
-        if not run_id:
-            raise ServiceError(f"{uri!r}: write runs:/RUN_ID[/PATH]")
-        return run_id, path
-    rest = uri[len("models:/"):].strip("/")
-    if "@" in rest:
-        name, _, alias = rest.partition("@")
-        mv = client.get_model_version_by_alias(name, alias)
-    elif "/" in rest:
-        name, _, version = rest.partition("/")
-        mv = client.get_model_version(name, version)
-    else:
-        raise ServiceError(f"{uri!r}: write models:/NAME@ALIAS or models:/NAME/VERSION")
-    source = str(mv.source)
-    if source.startswith("runs:/"):
-        return _resolve_artifact_uri(client, source)
-    return mv.run_id, MODEL_ARTIFACT_DIR
+        return download_artifact_uri(uri, default_tracking_uri(tracking_uri), model_dir=MODEL_ARTIFACT_DIR)
+    except TrackingError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 def register(config: RankConfigFile, name: str, *, alias: str = "champion",
              tracking_uri: str | None = None) -> str:
     """Register the config's trial weights as a new version of model `name`, tag it with the
     config, and move `alias` to it. Returns the version."""
+    from ranksearch.tracking import artifact_names, register_model
+
     if not _NAME.match(name):
         raise ServiceError(f"--register {name!r}: use letters, digits, '.', '_' and '-'")
     run_id = config.provenance.get("trial_run_id")
@@ -690,17 +639,9 @@ def register(config: RankConfigFile, name: str, *, alias: str = "champion",
         raise ServiceError("this rank config names no trial run (provenance.trial_run_id); "
                            "register configs made by `ranksearch best`")
     uri = tracking_uri or config.provenance.get("tracking_uri")
-    client = _client(uri)
-    listed = {Path(a.path).name for a in client.list_artifacts(run_id, MODEL_ARTIFACT_DIR)}
-    if MODEL_FILE not in listed:
+    if MODEL_FILE not in artifact_names(uri, run_id, MODEL_ARTIFACT_DIR):
         raise ServiceError(f"trial run {run_id} has no {MODEL_ARTIFACT_DIR}/{MODEL_FILE}: its weights "
                            "were not logged (the trial failed, or the search is still logging)")
-    try:
-        client.create_registered_model(name, description=f"ranksearch rank configurations of "
-                                                         f"{config.space.name}")
-    except Exception as exc:  # already there
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
-            raise
     prov = config.provenance
     tags = {
         "ranksearch.space": config.space.name,
@@ -715,94 +656,51 @@ def register(config: RankConfigFile, name: str, *, alias: str = "champion",
     config_text = config.to_yaml()
     if len(config_text) <= 5000:
         tags["ranksearch.rank_config"] = config_text
-    version = client.create_model_version(name, source=f"runs:/{run_id}/{MODEL_ARTIFACT_DIR}",
-                                          run_id=run_id, tags=tags,
-                                          description=f"{prov.get('pick', '')} in {prov.get('search', '')}")
-    client.set_registered_model_alias(name, alias, version.version)
-    return str(version.version)
+    return register_model(
+        name, run_id=run_id, source_path=MODEL_ARTIFACT_DIR, tags=tags, alias=alias, tracking_uri=uri,
+        description=f"{prov.get('pick', '')} in {prov.get('search', '')}",
+        model_description=f"ranksearch rank configurations of {config.space.name}",
+    )
 
 
 class _MlflowModelSink:
     """Logs each finished trial's weights and rank config to its child run, off the driver thread.
 
     The child run's id comes from the tracker once its queued create is delivered; uploads are
-    retried for `retry_for` seconds when the store is unreachable.
+    retried for `retry_for` seconds when the store is unreachable (`tracking.ArtifactUploader`).
     """
 
     def __init__(self, tracking_uri: str, space: SearchSpace, state: SearchState, *,
                  retry_for: float = 600.0) -> None:
+        from ranksearch.tracking import ArtifactUploader
+
         self.tracking_uri = tracking_uri
         self.space = space
         self.state = state
         self.retry_for = retry_for
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._client: Any = None
-        self.stats = {"uploaded": 0, "failed": 0, "seconds": 0.0}
+        self._uploader = ArtifactUploader(tracking_uri, MODEL_ARTIFACT_DIR, retry_for=retry_for,
+                                          what="weights", thread_name="ranksearch-models")
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self._uploader.stats
 
     def submit(self, trial_id: str, files: dict[str, bytes], result: TrialResult,
                run_id: Callable[[], str | None], done: Callable[[], None]) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="ranksearch-models", daemon=True)
-            self._thread.start()
-        self._queue.put((trial_id, files, result, run_id, done, time.monotonic()))
+        def with_config(rid: str) -> dict[str, bytes]:
+            config = RankConfigFile(
+                space=self.space, ranks=result.ranks,
+                metrics={k: float(v) for k, v in result.metrics.items() if _finite(v)},
+                provenance={"search": self.state.name, "search_run_id": self.state.parent_run_id,
+                            "trial_id": trial_id, "trial_run_id": rid, "tracking_uri": self.tracking_uri,
+                            "model_uri": f"runs:/{rid}/{MODEL_ARTIFACT_DIR}", "experiment": self.space.name},
+            )
+            return {**files, RANK_CONFIG_FILE: config.to_yaml().encode()}
+
+        self._uploader.submit(f"trial {trial_id}", with_config, run_id, done)
 
     def close(self, timeout: float) -> None:
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout=timeout)
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self._upload(*item)
-            except Exception:
-                self.stats["failed"] += 1
-                log.exception("could not log the weights of trial %s", item[0])
-
-    def _upload(self, trial_id: str, files: dict[str, bytes], result: TrialResult,
-                run_id: Callable[[], str | None], done: Callable[[], None], since: float) -> None:
-        t0 = time.perf_counter()
-        delay = 0.1
-        while True:
-            rid = run_id()
-            if rid:
-                break
-            if time.monotonic() - since > self.retry_for:
-                raise TimeoutError(f"the MLflow run of trial {trial_id} was never created")
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-        config = RankConfigFile(
-            space=self.space, ranks=result.ranks,
-            metrics={k: float(v) for k, v in result.metrics.items() if _finite(v)},
-            provenance={"search": self.state.name, "search_run_id": self.state.parent_run_id,
-                        "trial_id": trial_id, "trial_run_id": rid, "tracking_uri": self.tracking_uri,
-                        "model_uri": f"runs:/{rid}/{MODEL_ARTIFACT_DIR}", "experiment": self.space.name},
-        )
-        with tempfile.TemporaryDirectory(prefix="ranksearch-model-") as tmp:
-            for name, data in files.items():
-                Path(tmp, name).write_bytes(data)
-            Path(tmp, RANK_CONFIG_FILE).write_text(config.to_yaml())
-            delay = 0.5
-            while True:
-                try:
-                    if self._client is None:
-                        self._client = _client(self.tracking_uri)
-                    self._client.log_artifacts(rid, tmp, MODEL_ARTIFACT_DIR)
-                    break
-                except Exception as exc:
-                    if time.monotonic() - since > self.retry_for:
-                        raise
-                    log.debug("retrying the weights of trial %s: %s", trial_id, exc)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-        self.stats["uploaded"] += 1
-        self.stats["seconds"] += time.perf_counter() - t0
-        done()
+        self._uploader.close(timeout)
 
 
 class ProductionRun:
@@ -810,76 +708,63 @@ class ProductionRun:
 
     def __init__(self, config: RankConfigFile, *, tracking_uri: str | None = None,
                  run_name: str | None = None, source: str | None = None) -> None:
+        from ranksearch.tracking import TrainingRun
+
         self.config = config
         prov = config.provenance
         self.tracking_uri = default_tracking_uri(tracking_uri or prov.get("tracking_uri"))
         self.run_name = run_name or f"train-{prov.get('trial_id') or config.space.name}"
         self.source = source or config.source
-        self.client: Any = None
-        self.run_id: str | None = None
+        self._run = TrainingRun(self.tracking_uri)
+
+    @property
+    def client(self) -> Any:
+        """The MLflow client, once `start()` made it."""
+        return self._run.client
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run.run_id
 
     def start(self) -> str:
-        client = self.client = _client(self.tracking_uri)
         experiment = str(self.config.provenance.get("experiment") or self.config.space.name)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            from ranksearch.tracking import resolve_tracking_uri
-
-            resolved = resolve_tracking_uri(self.tracking_uri)
-            root = None
-            if resolved.startswith("sqlite:///"):
-                root = (Path(resolved[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
-            exp_id = client.create_experiment(experiment, artifact_location=root)
-        else:
-            exp_id = exp.experiment_id
         prov = self.config.provenance
         tags = {"ranksearch.kind": "train", "ranksearch.space": self.config.space.name,
                 "ranksearch.source": str(self.source or "")}
         for key in ("search", "search_run_id", "trial_id", "trial_run_id", "pick"):
             if prov.get(key):
                 tags[f"ranksearch.{key}"] = str(prov[key])
-        run = client.create_run(exp_id, run_name=self.run_name, tags=tags)
-        self.run_id = run.info.run_id
-        from mlflow.entities import Param
-
         names = [e.name for e in self.config.space.elements]
-        params = [Param(n.replace("/", "_"), str(r)) for n, r in zip(names, self.config.ranks, strict=True)]
-        params.append(Param("ranks", json.dumps(list(self.config.ranks))))
-        training = self.config.training
-        params.append(Param("epochs", str(training.epochs)))
-        client.log_batch(self.run_id, params=params)
-        return self.run_id
+        params = {n.replace("/", "_"): str(r) for n, r in zip(names, self.config.ranks, strict=True)}
+        params["ranks"] = json.dumps(list(self.config.ranks))
+        params["epochs"] = str(self.config.training.epochs)
+        return self._run.start(experiment, run_name=self.run_name, tags=tags, params=params)
 
     def finish(self, outcome: Any, *, metrics: Mapping[str, Any], out_dir: Path) -> None:
         """Per-epoch history, final metrics, and the weights + config + metrics.json as artifacts."""
-        from mlflow.entities import Metric
-
         assert self.client is not None and self.run_id is not None
-        ts = int(time.time() * 1000)
         rows = []
         for h in outcome.history:
             for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
                 if _finite(h.get(k)):
-                    rows.append(Metric(k, float(h[k]), ts, int(h["epoch"])))
+                    rows.append((k, float(h[k]), int(h["epoch"])))
         for k, v in metrics.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v):
-                rows.append(Metric(f"final_{k}" if k in ("val_accuracy",) else k, float(v), ts, 0))
-        for i in range(0, len(rows), 900):
-            self.client.log_batch(self.run_id, metrics=rows[i:i + 900])
-        with tempfile.TemporaryDirectory(prefix="ranksearch-train-") as tmp:
-            Path(tmp, RANK_CONFIG_FILE).write_text(self.config.to_yaml())
-            weights = _best_weights(out_dir)
-            if weights is not None:
-                Path(tmp, MODEL_FILE).write_bytes(weights)
-            if (out_dir / "metrics.json").is_file():
-                shutil.copyfile(out_dir / "metrics.json", Path(tmp, "metrics.json"))
-            self.client.log_artifacts(self.run_id, tmp, MODEL_ARTIFACT_DIR)
-        self.client.set_terminated(self.run_id, "FINISHED" if outcome.status == "ok" else "FAILED")
+                rows.append((f"final_{k}" if k in ("val_accuracy",) else k, float(v), 0))
+        self._run.log_metrics(rows)
+        files = {RANK_CONFIG_FILE: self.config.to_yaml().encode()}
+        weights = _best_weights(out_dir)
+        if weights is not None:
+            files[MODEL_FILE] = weights
+        if (out_dir / "metrics.json").is_file():
+            files["metrics.json"] = (out_dir / "metrics.json").read_bytes()
+        self._run.log_files(files, MODEL_ARTIFACT_DIR)
+        self._run.terminate("FINISHED" if outcome.status == "ok" else "FAILED")
 
     def fail(self) -> None:
         if self.client is not None and self.run_id is not None:
             try:
-                self.client.set_terminated(self.run_id, "FAILED")
+                self._run.terminate("FAILED")
             except Exception:  # noqa: BLE001 - already failing; keep the original error
                 log.warning("could not mark MLflow run %s failed", self.run_id)
 

@@ -13,6 +13,13 @@ the public methods only append to the queue, so they return in microseconds and 
 connectivity errors. MLflow's own HTTP retries are turned down (unless the user set them) so a
 down server fails fast and this queue does the waiting.
 
+Beside the tracker, this module holds every other MLflow access of ranksearch, kept generic
+(plain names, paths, bytes and callables; no service types): reading a search back
+(`find_search`, `load_trials`, `load_front`), reading a store for the dashboard
+(`StoreReader`), artifacts (`download_text`, `download_artifact_uri`, `artifact_names`,
+`ArtifactUploader`), the model registry (`register_model`) and plain runs outside a search
+(`TrainingRun`).
+
 MLflow itself is imported lazily, inside functions: importing ranksearch never imports it.
 """
 
@@ -23,7 +30,9 @@ import json
 import logging
 import math
 import os
+import queue
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -153,6 +162,11 @@ def _number(v: Any) -> float | None:
         return None
 
 
+def load_mlflow() -> None:
+    """Import mlflow now, so that its logging set-up is done before callers adjust levels."""
+    import mlflow  # noqa: F401
+
+
 def configure_mlflow_env() -> None:
     """Make MLflow fail fast on a down server (our queue retries) and stay quiet on stdout."""
     for k, v in _MLFLOW_ENV_DEFAULTS.items():
@@ -194,7 +208,8 @@ def _local_artifact_root(uri: str) -> str | None:
     return (db.parent / "mlartifacts").as_uri()
 
 
-def _client(tracking_uri: str | None) -> MlflowClient:
+def client_for(tracking_uri: str | os.PathLike | None = None) -> MlflowClient:
+    """An MlflowClient on a store (named as `resolve_tracking_uri` takes it), set to fail fast."""
     configure_mlflow_env()
     from mlflow import MlflowClient
 
@@ -469,7 +484,7 @@ class SearchTracker:
         if self._thread is not None:
             return self.parent_run_id
         _prepare_local_store(self.tracking_uri)
-        self._client = _client(self.tracking_uri)
+        self._client = client_for(self.tracking_uri)
         deadline = time.monotonic() + self.start_timeout
         if self.parent_run_id:
             self._call_until(deadline, self._reopen)
@@ -817,7 +832,7 @@ class SearchTracker:
 
     def load_results(self) -> dict[str, TrialResult]:
         """Finished trials as stored in MLflow under this search (for resume)."""
-        client = self._client or _client(self.tracking_uri)
+        client = self._client or client_for(self.tracking_uri)
         return load_results(self.parent_run_id, client=client)
 
     def _artifact_files(self, snapshot: dict[str, Any]) -> dict[str, bytes]:
@@ -1214,7 +1229,7 @@ def find_search(name_or_run_id: str, tracking_uri: str | None = None) -> str:
     search whose run name or experiment name matches."""
     from mlflow.entities import ViewType
 
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     key = str(name_or_run_id).strip()
     if re.fullmatch(r"[0-9a-f]{32}", key):
         try:
@@ -1253,7 +1268,7 @@ def find_search(name_or_run_id: str, tracking_uri: str | None = None) -> str:
 def load_results(parent_run_id: str, tracking_uri: str | None = None, *,
                  client: MlflowClient | None = None) -> dict[str, TrialResult]:
     """Finished trials of a search, by trial id, as TrialResults (ok, failed and pruned)."""
-    client = client or _client(tracking_uri)
+    client = client or client_for(tracking_uri)
     parent = client.get_run(parent_run_id)
     out = {}
     for run in _child_runs(_Ctx(client), parent.info.experiment_id, parent_run_id):
@@ -1266,7 +1281,7 @@ def load_results(parent_run_id: str, tracking_uri: str | None = None, *,
 
 def load_trials(parent_run_id: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """Every trial of a search (finished or not) as plain dicts, oldest first."""
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     parent = client.get_run(parent_run_id)
     rows = []
     for run in _child_runs(_Ctx(client), parent.info.experiment_id, parent_run_id):
@@ -1292,7 +1307,7 @@ def load_trials(parent_run_id: str, tracking_uri: str | None = None) -> list[dic
 def load_front(parent_run_id: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """The search's Pareto front (trial_id, run_id, ranks, metrics, ...) from pareto/front.json,
     or recomputed from the trials when that artifact is missing."""
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     doc = _download_json(client, parent_run_id, f"{FRONT_DIR}/front.json")
     if isinstance(doc, dict) and isinstance(doc.get("front"), list):
         return doc["front"]
@@ -1309,3 +1324,293 @@ def load_front(parent_run_id: str, tracking_uri: str | None = None) -> list[dict
         return []
     F = [[-r["metrics"][n] if s == "max" else r["metrics"][n] for n, s in objectives] for r in rows]
     return [r for r, keep in zip(rows, non_dominated_mask(F), strict=True) if keep]
+
+
+# -- reading a store (dashboard) ------------------------------------------------------------------
+class StoreReader:
+    """Read-only access to one store: experiments, runs, metric histories and artifacts.
+
+    One client, made on first use (that is when MLflow is imported); `connect()` makes it at
+    once, so a server can pay the import before its first request. Errors from MLflow pass
+    through unchanged: the caller decides what a missing run or artifact means.
+    """
+
+    def __init__(self, tracking_uri: str | os.PathLike | None = None, *, client: Any = None) -> None:
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self._client = client
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = client_for(self.tracking_uri)
+        return self._client
+
+    def connect(self) -> None:
+        """Make the client now (imports MLflow)."""
+        self.client  # noqa: B018 - the property makes it
+
+    def experiments(self) -> list[Any]:
+        """Every active experiment (objects with `experiment_id` and `name`), all pages."""
+        from mlflow.entities import ViewType
+
+        experiments, token = [], None
+        while True:
+            page = self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY, page_token=token)
+            experiments.extend(page)
+            token = page.token
+            if not token:
+                return experiments
+
+    def experiment_name(self, experiment_id: str) -> str:
+        return self.client.get_experiment(experiment_id).name
+
+    def search_runs(self, experiment_ids: Sequence[str], filter_string: str, *,
+                    order_by: list[str] | None = None, page_size: int = 1000) -> list[Any]:
+        """All runs that match, read page by page (`search_runs` pages of `page_size`)."""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs(list(experiment_ids), filter_string=filter_string,
+                                           max_results=page_size, order_by=order_by, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def get_run(self, run_id: str) -> Any:
+        return self.client.get_run(run_id)
+
+    def metric_history(self, run_id: str, key: str) -> list[Any]:
+        """Every logged value of one metric (objects with `step`, `timestamp`, `value`)."""
+        return list(self.client.get_metric_history(run_id, key))
+
+    def read_text(self, run_id: str, path: str) -> str:
+        """One artifact of a run as text; raises MLflow's error when it is missing."""
+        with tempfile.TemporaryDirectory(prefix="ranksearch-read-") as tmp:
+            return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+def download_text(tracking_uri: str | os.PathLike | None, run_id: str, path: str) -> str | None:
+    """One artifact of a run as text; None when the run has no such artifact."""
+    client = client_for(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="ranksearch-") as tmp:
+        try:
+            local = client.download_artifacts(run_id, path, tmp)
+        except Exception:  # noqa: BLE001 - a missing artifact: the caller explains
+            return None
+        return Path(local).read_text()
+
+
+def artifact_names(tracking_uri: str | os.PathLike | None, run_id: str, path: str | None = None) -> set[str]:
+    """The names of a run's artifacts directly under `path` (the root when None)."""
+    client = client_for(tracking_uri)
+    return {Path(a.path).name for a in client.list_artifacts(run_id, path)}
+
+
+def download_artifact_uri(uri: str, tracking_uri: str | os.PathLike | None = None, *, model_dir: str) -> str:
+    """Download `runs:/RUN_ID[/PATH]`, `models:/NAME@ALIAS` or `models:/NAME/VERSION` to a fresh
+    local folder and return the local path (a folder or a file).
+
+    models:/ URIs are resolved with this store's registry (MLflow's global registry URI may
+    point elsewhere); a version whose source is not a runs:/ URI is read from `model_dir` of
+    its run. Any failure is a TrackingError that names the URI and the store.
+    """
+    resolved = resolve_tracking_uri(tracking_uri)
+    client = client_for(resolved)
+    dst = tempfile.mkdtemp(prefix="ranksearch-download-")
+    try:
+        run_id, path = _artifact_location(client, uri, model_dir)
+        return client.download_artifacts(run_id, path, dst)
+    except TrackingError:
+        shutil.rmtree(dst, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(dst, ignore_errors=True)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise TrackingError(f"cannot fetch {uri} from {resolved}: {first}") from None
+
+
+def _artifact_location(client: MlflowClient, uri: str, model_dir: str) -> tuple[str, str]:
+    """(run id, artifact path) of runs:/RUN_ID/PATH, models:/NAME@ALIAS or models:/NAME/VERSION."""
+    if uri.startswith("runs:/"):
+        rest = uri[len("runs:/"):].strip("/")
+        run_id, _, path = rest.partition("/")
+        if not run_id:
+            raise TrackingError(f"{uri!r}: write runs:/RUN_ID[/PATH]")
+        return run_id, path
+    if not uri.startswith("models:/"):
+        raise TrackingError(f"{uri!r}: write runs:/RUN_ID[/PATH], models:/NAME@ALIAS or models:/NAME/VERSION")
+    rest = uri[len("models:/"):].strip("/")
+    if "@" in rest:
+        name, _, alias = rest.partition("@")
+        mv = client.get_model_version_by_alias(name, alias)
+    elif "/" in rest:
+        name, _, version = rest.partition("/")
+        mv = client.get_model_version(name, version)
+    else:
+        raise TrackingError(f"{uri!r}: write models:/NAME@ALIAS or models:/NAME/VERSION")
+    source = str(mv.source)
+    if source.startswith("runs:/"):
+        return _artifact_location(client, source, model_dir)
+    return mv.run_id, model_dir
+
+
+class ArtifactUploader:
+    """Uploads files to runs that may not exist yet, one submission after another, off the
+    caller's thread.
+
+    Why: the Ray driver hands over a trial's files the moment its actor ends, while the
+    tracker's queue may still be creating the trial's run. Each submission waits for its run id
+    (`run_id()` returns None until then), asks `files(run_id)` for {name: bytes}, and uploads
+    them under `artifact_path`, retrying with backoff for `retry_for` seconds (counted from
+    `submit`) while the store is unreachable. `what` names the files in log messages.
+    """
+
+    def __init__(self, tracking_uri: str | os.PathLike | None, artifact_path: str, *,
+                 retry_for: float = 600.0, what: str = "artifacts",
+                 thread_name: str = "ranksearch-uploads") -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_path = artifact_path
+        self.retry_for = retry_for
+        self.what = what
+        self.thread_name = thread_name
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
+        self.stats = {"uploaded": 0, "failed": 0, "seconds": 0.0}
+
+    def submit(self, key: str, files: Callable[[str], Mapping[str, bytes]],
+               run_id: Callable[[], str | None], done: Callable[[], None] | None = None) -> None:
+        """Queue one upload; `key` names it in log messages, `done()` is called once it landed."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=self.thread_name, daemon=True)
+            self._thread.start()
+        self._queue.put((key, files, run_id, done, time.monotonic()))
+
+    def close(self, timeout: float) -> None:
+        """Finish the queued uploads (waiting up to `timeout` seconds) and stop the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout=timeout)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._upload(*item)
+            except Exception:
+                self.stats["failed"] += 1
+                log.exception("could not log the %s of %s", self.what, item[0])
+
+    def _upload(self, key: str, files: Callable[[str], Mapping[str, bytes]],
+                run_id: Callable[[], str | None], done: Callable[[], None] | None, since: float) -> None:
+        t0 = time.perf_counter()
+        delay = 0.1
+        while True:
+            rid = run_id()
+            if rid:
+                break
+            if time.monotonic() - since > self.retry_for:
+                raise TimeoutError(f"the MLflow run of {key} was never created")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        contents = files(rid)
+        with tempfile.TemporaryDirectory(prefix="ranksearch-upload-") as tmp:
+            for name, data in contents.items():
+                Path(tmp, name).write_bytes(data)
+            delay = 0.5
+            while True:
+                try:
+                    if self._client is None:
+                        self._client = client_for(self.tracking_uri)
+                    self._client.log_artifacts(rid, tmp, self.artifact_path)
+                    break
+                except Exception as exc:
+                    if time.monotonic() - since > self.retry_for:
+                        raise
+                    log.debug("retrying the %s of %s: %s", self.what, key, exc)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        self.stats["uploaded"] += 1
+        self.stats["seconds"] += time.perf_counter() - t0
+        if done is not None:
+            done()
+
+
+# -- the model registry ---------------------------------------------------------------------------
+def register_model(name: str, *, run_id: str, source_path: str, tags: Mapping[str, str] | None = None,
+                   description: str | None = None, model_description: str | None = None,
+                   alias: str | None = None, tracking_uri: str | os.PathLike | None = None) -> str:
+    """Register artifacts `source_path` of run `run_id` as a new version of model `name`
+    (created, with `model_description`, when new) and move `alias` to it. Returns the version."""
+    client = client_for(tracking_uri)
+    try:
+        client.create_registered_model(name, description=model_description)
+    except Exception as exc:  # already there
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+            raise
+    version = client.create_model_version(name, source=f"runs:/{run_id}/{source_path}", run_id=run_id,
+                                          tags=dict(tags or {}), description=description)
+    if alias:
+        client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+# -- plain runs -----------------------------------------------------------------------------------
+class TrainingRun:
+    """One MLflow run written directly, outside a search (production training, say).
+
+    No queue here: each call blocks and raises when the store cannot be reached, because the
+    caller is about to spend minutes on work that should be recorded (or not started at all).
+    """
+
+    def __init__(self, tracking_uri: str | os.PathLike | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
+
+    def start(self, experiment: str, *, run_name: str | None = None, tags: Mapping[str, str] | None = None,
+              params: Mapping[str, str] | None = None) -> str:
+        """Create the run (and its experiment when new) with its tags and params; returns its id."""
+        client = self.client = client_for(self.tracking_uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            root = _local_artifact_root(resolve_tracking_uri(self.tracking_uri))
+            exp_id = client.create_experiment(experiment, artifact_location=root)
+        else:
+            exp_id = exp.experiment_id
+        run = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
+        self.run_id = run.info.run_id
+        client.log_batch(self.run_id, params=_params({k: str(v) for k, v in (params or {}).items()}))
+        return self.run_id
+
+    def log_metrics(self, rows: Iterable[tuple[str, float, int]]) -> None:
+        """(name, value, step) rows, all with one time stamp, sent in batches."""
+        from mlflow.entities import Metric
+
+        client, run_id = self._started("log_metrics")
+        ts = _now_ms()
+        metrics = [Metric(k, float(v), ts, int(step)) for k, v, step in rows]
+        for i in range(0, len(metrics), 900):
+            client.log_batch(run_id, metrics=metrics[i:i + 900])
+
+    def log_files(self, files: Mapping[str, bytes], artifact_path: str | None = None) -> None:
+        """Upload {name: bytes} as artifacts under `artifact_path`."""
+        client, run_id = self._started("log_files")
+        with tempfile.TemporaryDirectory(prefix="ranksearch-train-") as tmp:
+            for name, data in files.items():
+                Path(tmp, name).write_bytes(data)
+            client.log_artifacts(run_id, tmp, artifact_path)
+
+    def terminate(self, status: str = "FINISHED") -> None:
+        """End the run as FINISHED, FAILED or KILLED."""
+        client, run_id = self._started("terminate")
+        client.set_terminated(run_id, status)
+
+    def _started(self, what: str) -> tuple[MlflowClient, str]:
+        if self.client is None or self.run_id is None:
+            raise RuntimeError(f"TrainingRun.{what}() called before start()")
+        return self.client, self.run_id

@@ -120,10 +120,10 @@ class ServerProcess:
 
 def migrated_db(path: Path) -> Path:
     """An empty MLflow SQLite database with its schema in place (migrations take seconds)."""
-    from mlflow import MlflowClient
+    from ranksearch.tracking import client_for
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    client_for(f"sqlite:///{path}").search_experiments()
     return path
 
 

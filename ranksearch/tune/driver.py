@@ -418,8 +418,10 @@ _QUIET_LOGGERS = {
 
 @contextlib.contextmanager
 def _quiet_loggers() -> Iterator[None]:
+    from ranksearch.tracking import load_mlflow
+
     with contextlib.suppress(ImportError):
-        import mlflow  # noqa: F401 - mlflow sets its loggers up on import; adjust them after
+        load_mlflow()  # mlflow sets its loggers up on import; adjust them after
     old = {}
     for name, level in _QUIET_LOGGERS.items():
         logger = logging.getLogger(name)
