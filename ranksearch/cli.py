@@ -326,14 +326,28 @@ def front(
 ) -> None:
     """The Pareto front of a search: ranks, accuracy, params, compression, FLOPs, trial run id."""
     from ranksearch import service
+    from ranksearch.tracking import load_search_cost
 
     ref = service.locate_search(search, tracking_uri=tracking_uri, storage=storage)
     rows = service.front(ref.parent_run_id, tracking_uri=ref.tracking_uri)
+    cost = load_search_cost(ref.parent_run_id, ref.tracking_uri)
     if as_json:
         print(json.dumps({"search": ref.name, "search_run_id": ref.parent_run_id,
-                          "front": service.front_rows(rows)}))
+                          "front": service.front_rows(rows), **cost}))
         return
     _print_front(rows, title=f"Pareto front of {ref.name} ({len(rows)} trials)")
+    out.print(_cost_line(cost), highlight=False)
+
+
+def _cost_line(cost: dict[str, Any]) -> str:
+    """Search cost under the front: samples and full-training-set epoch equivalents."""
+    if cost.get("samples_consumed") is None:
+        return "search cost: not recorded (a search from before cost accounting)"
+    line = f"search cost: {cost['samples_consumed']:,} training samples over {cost['finished_trials']} trials"
+    if cost.get("epoch_equivalents") is not None:
+        line += (f" = {cost['epoch_equivalents']:.2f} epoch equivalents "
+                 f"(samples / {cost['n_train_full']:,}, the full training set before the validation carve)")
+    return line
 
 
 @app.command()
@@ -456,7 +470,7 @@ def _submitted(job, *, follow: bool) -> None:
 
     print(job.job_id)  # stdout holds the id alone, for scripts
     a = job.address
-    err.print(f"submitted search {job.name} to {a}; experiment folder {job.storage}/{job.name}\n"
+    err.print(f"submitted search {job.name} to {a}; experiment folder {job.location}\n"
               f"  watch: ranksearch jobs logs {job.job_id} --follow --address {a}\n"
               f"  stop:  ranksearch jobs stop {job.job_id} --address {a}", highlight=False)
     if follow:

@@ -198,6 +198,21 @@ class HypervolumeSpec(_Frozen):
     reference: tuple[float, float] = (0.5, 0.0)
 
 
+class SchedulerSpec(_Frozen):
+    """Multi-fidelity trial scheduling; `fifo` (the default) runs every trial to its budget.
+
+    `mo_asha`: asynchronous successive halving with rungs at grace_epochs * reduction_factor**k
+    epochs; at each rung a trial continues only if it ranks in the top 1/reduction_factor of the
+    trials recorded there (non-dominated rank, then crowding distance, over the objectives).
+    Only `fidelity: epochs` is implemented.
+    """
+
+    name: Literal["fifo", "mo_asha"] = "fifo"
+    grace_epochs: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+    fidelity: Literal["epochs"] = "epochs"
+
+
 class SpaceConfig(_Frozen):
     """The YAML file's content, validated. `SearchSpace` wraps it with the resolved layout."""
 
@@ -217,6 +232,7 @@ class SpaceConfig(_Frozen):
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     hypervolume: HypervolumeSpec = Field(default_factory=HypervolumeSpec)
+    scheduler: SchedulerSpec | None = None
 
     @field_validator("objectives")
     @classmethod

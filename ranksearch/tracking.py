@@ -420,8 +420,11 @@ class SearchTracker:
         retry_for: float = 600.0,
         artifact_interval: float = 15.0,
         start_timeout: float = 30.0,
+        train_size: int | None = None,
     ) -> None:
         self.space = space
+        #: N_train_full (see `ranksearch.training.full_train_size`): the unit of epoch_equivalents.
+        self.train_size = int(train_size) if train_size else None
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment or getattr(space, "name", None) or "ranksearch"
         self.run_name = run_name
@@ -452,6 +455,8 @@ class SearchTracker:
         self._tagged: dict[str, str] = {}  # last pareto_optimal value queued per trial
         self._history: list[dict[str, Any]] = []
         self._hypervolume = 0.0
+        self._samples = 0  # training samples consumed by the finished trials (all statuses)
+        self._overhead = 0  # samples spent outside trials (the dense warm start)
 
         self._lock = threading.Condition()
         self._queue: deque[_Op] = deque()
@@ -584,6 +589,8 @@ class SearchTracker:
         for _, tid, result in sorted(finished, key=lambda x: (x[0], x[1])):
             self._results[tid] = result
             self._order.append(tid)
+        self._samples = sum(_samples_of(r) for r in self._results.values())
+        self._overhead = int(parent_run.data.metrics.get("warm_start_samples", 0))
         ok = [t for t in self._order if self._eligible(self._results[t])]
         self._front = self._non_dominated(ok, self._objective_vector)
         finite = [t for t in ok if all(math.isfinite(v) for v in self._hv_vector(t))]
@@ -704,6 +711,7 @@ class SearchTracker:
 
             self._results[trial_id] = result
             self._order.append(trial_id)
+            self._samples += _samples_of(result)
             if eligible:
                 self._front = self._non_dominated(self._front + [trial_id], self._objective_vector)
                 if all(math.isfinite(v) for v in self._hv_vector(trial_id)):
@@ -712,10 +720,11 @@ class SearchTracker:
             n = len(self._order)
             self._history.append({
                 "n_finished": n, "trial_id": trial_id, "hypervolume": self._hypervolume,
-                "front_size": len(self._front), "front": list(self._front),
+                "front_size": len(self._front), "front": list(self._front), **self.search_cost(),
             })
             self._enqueue_batch(self._parent, metrics=[
                 ("hypervolume", self._hypervolume, ts, n), ("front_size", float(len(self._front)), ts, n),
+                *((k, float(v), ts, n) for k, v in self.search_cost().items()),
             ])
             self._retag()
             self._front_version += 1
@@ -819,6 +828,27 @@ class SearchTracker:
     def hypervolume(self) -> float:
         return self._hypervolume
 
+    def search_cost(self) -> dict[str, float]:
+        """Training samples consumed by the finished trials (ok, failed and pruned alike) plus
+        any spent outside them (a dense warm start) and, when N_train_full is known, the same
+        in full-training-set epochs."""
+        total = self._samples + self._overhead
+        cost = {"samples_consumed": float(total)}
+        if self.train_size:
+            cost["epoch_equivalents"] = total / self.train_size
+        return cost
+
+    def add_overhead_samples(self, samples: int) -> None:
+        """Charge the search for training outside its trials (the dense warm start)."""
+        if samples <= 0:
+            return
+        with self._lock:
+            if not self._accepting("add_overhead_samples"):
+                return
+            self._overhead += int(samples)
+            self._enqueue_batch(self._parent, metrics=[("warm_start_samples", float(self._overhead),
+                                                        _now_ms(), 0)])
+
     @property
     def results(self) -> dict[str, TrialResult]:
         """Finished trials by trial id (including those loaded on resume)."""
@@ -869,6 +899,7 @@ class SearchTracker:
                 "objectives": [list(o) for o in self.objectives], "elements": self.elements,
                 "n_finished": len(self._order), "hypervolume": self._hypervolume,
                 "hv_reference": list(self.reference), "front": front,
+                "search_cost": {**self.search_cost(), "n_train_full": self.train_size},
             },
         }
 
@@ -1073,6 +1104,7 @@ class SearchTracker:
             "objectives": ",".join(f"{s} {n}" for n, s in self.objectives),
             "n_rank_elements": len(self.elements) or None,
             "dense_params": int(self.dense_params) if self.dense_params else None,
+            "n_train_full": self.train_size,
         }
         options = dict(getattr(strategy, "options", None) or {})
         user = dict(self.user_params)
@@ -1192,6 +1224,27 @@ def _result_of(run: Any) -> TrialResult | None:
         ranks = []
     return TrialResult(ranks=tuple(ranks), status=status, metrics=dict(run.data.metrics),
                        error=tags.get(TAG_ERROR))
+
+
+def _samples_of(result: TrialResult) -> int:
+    v = _number(result.metrics.get("samples_seen"))
+    return int(v) if v is not None and v > 0 else 0
+
+
+def load_search_cost(parent_run_id: str, tracking_uri: str | None = None) -> dict[str, Any]:
+    """A search's cost: samples_consumed, epoch_equivalents (None when N_train_full was not
+    known), n_train_full and finished_trials, from the parent run's latest metrics."""
+    client = client_for(tracking_uri)
+    run = client.get_run(parent_run_id)
+    metrics, params = run.data.metrics, run.data.params
+    n_train = _number(params.get("n_train_full"))
+    steps = [m.step for m in client.get_metric_history(parent_run_id, "samples_consumed")]
+    return {
+        "samples_consumed": int(metrics["samples_consumed"]) if "samples_consumed" in metrics else None,
+        "epoch_equivalents": metrics.get("epoch_equivalents"),
+        "n_train_full": int(n_train) if n_train else None,
+        "finished_trials": max(steps) if steps else 0,
+    }
 
 
 def _safe_uri(uri: str) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "TrainOutcome",
     "evaluate",
+    "full_train_size",
     "get_splits",
     "lr_factor",
     "measure_latency",
@@ -160,6 +161,24 @@ def get_splits(space: SearchSpace, *, seed: int | None = None) -> DataSplits:
                 options=dict(data.options) or None,
             )
         return _SPLITS_CACHE[key]
+
+
+def full_train_size(space: SearchSpace) -> int:
+    """N_train_full: rows of the dataset's full training set, before the validation carve and
+    any `train_subset` (60,000 for Fashion-MNIST). Datasets without an official test split
+    count what is left after their fixed 20% test hold-out (1,438 of digits' 1,797 rows).
+
+    Search cost is reported as `samples_consumed / full_train_size`: epochs of full-data
+    training, the unit a PSTRN-style search (20 full epochs per candidate) is counted in.
+    """
+    from ranksearch.data.sources import HOLDOUT_FRACTION, load_raw
+
+    data = space.config.data
+    raw = load_raw(data.dataset, data.path, dict(data.options) or None)
+    n = len(raw.y)
+    if raw.x_test is None or raw.y_test is None:
+        n -= int(math.floor(HOLDOUT_FRACTION * n + 0.5))
+    return n
 
 
 # -- optimisation recipe --------------------------------------------------------------------------

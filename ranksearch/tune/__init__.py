@@ -2,6 +2,8 @@
 
 - `searcher.StrategySearcher`: any Strategy as a Tune Searcher (keyed by trial id, JSON state);
 - `trainable.train_trial`: the function trainable (per-epoch reports and checkpoints);
+- `scheduler.MultiObjectiveASHA`: multi-objective successive halving (`scheduler:` in the space);
+- `warmstart`: the dense network trained once per search for `training.init: dense`;
 - `driver.run_search`: run or resume a search (tracking in the driver, progress display);
 - `storage.Storage` / `state.SearchState`: the experiment directory (local or S3) and the
   `search.json` that `resume` reads.

@@ -93,6 +93,8 @@ class SearchOutcome:
     seconds: dict[str, float]  # startup (tracker + Ray + Tune set-up), fit, total
     trials: list[dict[str, Any]]  # per trial: id, status, trial_seconds, end_to_end, driver_cost
     stats: dict[str, Any] = field(default_factory=dict)
+    #: samples_consumed, epoch_equivalents (samples / n_train_full), n_train_full
+    cost: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelSink(Protocol):
@@ -216,7 +218,7 @@ class _Session:
         if trial_id is None or "epoch" not in result:
             return
         metrics = {k: result[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                                          "lr", "seconds") if k in result}
+                                          "lr", "seconds", "samples_seen") if k in result}
         self.tracker.trial_epoch(trial_id, int(result["epoch"]), metrics)
         self._charge(trial_id, t0)
 
@@ -282,6 +284,7 @@ class _Session:
             trial_s = info.get("trial_seconds")
             rows.append({
                 "trial_id": tid, "status": rec.status, "trial_seconds": trial_s,
+                "samples_seen": result.metrics.get("samples_seen") if result else None,
                 "train_seconds": result.metrics.get("train_seconds") if result else None,
                 "end_to_end_seconds": end_to_end, "driver_handler_seconds": self.cost.get(tid),
                 "started_at": info.get("started_at"), "ended_at": info.get("ended_at"),
@@ -513,6 +516,7 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
                 "options": dict(settings.options), "workers": settings.workers,
                 "max_failures": settings.max_failures},
         tags={"ranksearch.search_name": settings.name, "ranksearch.storage": storage.display(settings.name)},
+        train_size=_train_size(space),
     )
     parent_run_id = tracker.start()
     state.parent_run_id = parent_run_id
@@ -543,8 +547,9 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
     t_fit0 = t_fit1 = time.perf_counter()
     try:
         with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(settings.workers)}):
+            dense_path = _warm_start(space, settings, storage, tracker, display)
             started_ray = ensure_ray(settings.address)
-            tuner, searcher = _make_tuner(space, settings, storage, session, strategy, requeue)
+            tuner, searcher = _make_tuner(space, settings, storage, session, strategy, requeue, dense_path)
             session.searcher = searcher
             session.resubmit_missing_models()
             with display:
@@ -582,7 +587,20 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
         seconds={"startup": t_fit0 - t_start, "fit": t_fit1 - t_fit0, "total": t_end - t_start},
         trials=session.trial_table(),
         stats=_stats(session, searcher, tracker),
+        cost={**tracker.search_cost(), "n_train_full": tracker.train_size},
     )
+
+
+def _train_size(space: SearchSpace) -> int | None:
+    """N_train_full for the search-cost metrics; None (samples only) when this driver cannot
+    read the data (a cluster whose data lives on the workers only)."""
+    from ranksearch.training import full_train_size
+
+    try:
+        return full_train_size(space)
+    except Exception as exc:  # noqa: BLE001 - cost accounting must not stop a search
+        log.warning("search cost: cannot size the training set here (%s); logging samples only", exc)
+        return None
 
 
 def _stats(session: _Session, searcher: Any, tracker: SearchTracker) -> dict[str, Any]:
@@ -634,12 +652,29 @@ def _reconcile(session: _Session, strategy: Any) -> list[Requeued]:
     return requeue
 
 
+def _warm_start(space: SearchSpace, settings: SearchSettings, storage: Storage, tracker: SearchTracker,
+                display: SearchDisplay) -> str | None:
+    """`training.init: dense`: the dense weights every trial starts from (trained here once and
+    cached in the experiment folder); None for training from scratch."""
+    if space.config.training.init != "dense":
+        return None
+    from ranksearch.tune.warmstart import ensure_dense
+
+    dense = ensure_dense(space, storage, settings.name)
+    tracker.add_overhead_samples(dense.samples_seen)
+    how = "reused" if dense.reused else f"trained on {dense.samples_seen:,} samples"
+    display.event(f"dense warm start {how}: val_acc {dense.val_accuracy:.4f}")
+    return dense.path
+
+
 def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, session: _Session,
-                strategy: Any, requeue: list[Requeued]) -> tuple[Any, StrategySearcher]:
+                strategy: Any, requeue: list[Requeued],
+                dense_path: str | None = None) -> tuple[Any, StrategySearcher]:
     import json
 
     from ray import tune
 
+    from ranksearch.tune.scheduler import make_scheduler
     from ranksearch.tune.searcher import StrategySearcher
     from ranksearch.tune.trainable import train_trial
 
@@ -647,7 +682,7 @@ def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, 
                                 next_index=session.state.next_index, requeue=requeue, listener=session)
     trainable = tune.with_parameters(
         train_trial, space_json=json.dumps(space.to_dict()),
-        storage=storage, cpus_per_trial=settings.cpus_per_trial,
+        storage=storage, cpus_per_trial=settings.cpus_per_trial, dense_path=dense_path,
     )
     resources = {"cpu": settings.cpus_per_trial}
     if settings.gpus_per_trial:
@@ -657,7 +692,8 @@ def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, 
         trainable,
         param_space={},
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=-1, max_concurrent_trials=settings.workers,
+            search_alg=searcher, scheduler=make_scheduler(space), num_samples=-1,
+            max_concurrent_trials=settings.workers,
             reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(

@@ -83,6 +83,7 @@ class StrategySearcher(Searcher):
         self._live: set[str] = set()  # tune ids running or pending
         self._told: set[str] = set()  # ranksearch ids told to the strategy
         self._awaiting_reason: dict[str, float] = {}  # errored tune id -> when
+        self._samples: dict[str, int] = {}  # tune id -> training samples reported so far
         self._finished = False
         self.stats = {"suggest_s": 0.0, "tell_s": 0.0, "suggested": 0, "told": 0, "ignored": 0}
         for item in self._requeue:
@@ -143,7 +144,13 @@ class StrategySearcher(Searcher):
         return {"trial_id": trial_id, "ranks": list(ranks), "resume_from": resume_from}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Per-epoch results go to the driver's callback (tracking); strategies see outcomes."""
+        """Per-epoch results go to the driver's callback (tracking); strategies see outcomes.
+
+        Only the samples consumed so far are kept: a trial that errors later is charged them.
+        """
+        samples = _num(result.get("samples_seen"))
+        if math.isfinite(samples):
+            self._samples[trial_id] = max(int(samples), self._samples.get(trial_id, 0))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         tune_id = trial_id
@@ -157,7 +164,8 @@ class StrategySearcher(Searcher):
             self._awaiting_reason[tune_id] = time.monotonic()
             return
         self._tell(tune_id, rs_id, result_from_report(self.space, self._ranks[rs_id], result,
-                                                      info=self._info.get(rs_id)))
+                                                      info=self._info.get(rs_id),
+                                                      samples_seen=self._samples.get(tune_id, 0)))
 
     def fail(self, tune_id: str, reason: str) -> None:
         """Tell an errored trial as failed, with the reason the driver's callback found."""
@@ -166,8 +174,9 @@ class StrategySearcher(Searcher):
         rs_id = self._trial_of.get(tune_id)
         if rs_id is None or rs_id in self._told:
             return
-        result = TrialResult(ranks=self._ranks[rs_id], status="failed",
-                             metrics=cost_metrics(self.space, self._ranks[rs_id]),
+        metrics = cost_metrics(self.space, self._ranks[rs_id])
+        metrics["samples_seen"] = float(self._samples.get(tune_id, 0))
+        result = TrialResult(ranks=self._ranks[rs_id], status="failed", metrics=metrics,
                              error=reason or "the trial raised an exception",
                              info=self._info.get(rs_id, {}))
         self._tell(tune_id, rs_id, result)
@@ -282,14 +291,18 @@ _STATUS = {"ok": "ok", "failed": "failed", "stopped": "pruned"}
 
 
 def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict | None, *,
-                       info: dict[str, Any] | None = None) -> TrialResult:
+                       info: dict[str, Any] | None = None, samples_seen: int = 0) -> TrialResult:
     """A trial's outcome from its last Tune result (the trainable's final report, normally).
 
-    Without a final report (the trial was stopped early) the best validation accuracy seen so
-    far stands and the trial counts as pruned.
+    Without a final report (the trial was stopped early, e.g. by a multi-fidelity scheduler)
+    the best validation accuracy seen so far stands and the trial counts as pruned.
+    `metrics["samples_seen"]` is what the trial consumed: the report's count, or
+    `samples_seen` (the most the adapter saw reported) when the report has none.
     """
     report = dict(report or {})
     metrics = cost_metrics(space, ranks)
+    reported = _num(report.get("samples_seen"))
+    metrics["samples_seen"] = float(max(int(reported) if math.isfinite(reported) else 0, int(samples_seen)))
     info = dict(info or {})
     if report.get(FINAL_KEY):
         status = _STATUS.get(str(report.get("rs_status")), "failed")

@@ -44,9 +44,10 @@ def space_from_json(text: str) -> SearchSpace:
 
 
 def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | None = None,
-                cpus_per_trial: float = 1.0) -> None:
+                cpus_per_trial: float = 1.0, dense_path: str | None = None) -> None:
     """Tune entry point. `config` holds trial_id, ranks and resume_from (a checkpoint path
-    under `storage` left by an earlier driver, or None)."""
+    under `storage` left by an earlier driver, or None). `dense_path`: the search's trained
+    dense weights (`training.init: dense`), which the trial's cores are decomposed from."""
     from ray import tune
 
     from ranksearch.training import CHECKPOINT_NAME, train_config
@@ -68,7 +69,12 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
             metrics[FINAL_KEY] = False
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(state_dir)))
 
-        outcome = train_config(space, ranks, callback=on_epoch, checkpoint_dir=state_dir)
+        model = None
+        if dense_path and storage is not None:
+            from ranksearch.tune.warmstart import warm_model
+
+            model = warm_model(space, ranks, dense_path, storage)
+        outcome = train_config(space, ranks, callback=on_epoch, checkpoint_dir=state_dir, model=model)
         trial_seconds = time.perf_counter() - t0
         final_dir = workdir / "final"
         _write_final(final_dir, state_dir / CHECKPOINT_NAME, outcome)

@@ -1,0 +1,114 @@
+"""Dense warm start (`training.init: dense`): one dense training per search, shared by trials.
+
+The driver trains the space's dense network once with the per-trial recipe (`training`) and
+keeps its weights in the experiment folder (`dense/dense.pt`, with `dense/meta.json` saying
+which model, data, recipe and seed produced them); a later search or `resume` with the same
+fingerprint reuses them instead of training again. Each trial then builds its model with
+`build_model(space, ranks, dense=net, from_dense=True)`: cores initialised by decomposing the
+trained dense layers. The dense run's training samples count towards the search's cost.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from ranksearch.space import SearchSpace
+    from ranksearch.tune.storage import Storage
+
+log = logging.getLogger(__name__)
+
+DENSE_DIR = "dense"
+DENSE_FILE = "dense.pt"
+META_FILE = "meta.json"
+
+_CACHE: dict[str, dict[str, Any]] = {}  # storage path -> state dict, per worker process
+_CACHE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class DenseStart:
+    """Where the dense weights lie and what producing them cost in this driver session."""
+
+    path: str  # filesystem path (under the storage's filesystem) of dense.pt
+    samples_seen: int  # 0 when the cached weights were reused
+    val_accuracy: float
+    reused: bool
+
+
+def fingerprint(space: SearchSpace) -> dict[str, Any]:
+    """What the dense weights depend on: model, data, per-trial recipe and seed."""
+    d = space.to_dict()
+    return {"model": d.get("model"), "data": d.get("data"), "training": d.get("training"),
+            "seed": space.seed}
+
+
+def ensure_dense(space: SearchSpace, storage: Storage, name: str) -> DenseStart:
+    """The search's dense weights: cached ones when the fingerprint matches, else trained now."""
+    import torch
+
+    from ranksearch.models import build_dense
+    from ranksearch.training import get_splits, train_model
+
+    want = fingerprint(space)
+    path = storage.path(name, DENSE_DIR, DENSE_FILE)
+    if storage.exists(name, DENSE_DIR, DENSE_FILE) and storage.exists(name, DENSE_DIR, META_FILE):
+        meta = json.loads(storage.read_text(name, DENSE_DIR, META_FILE))
+        if meta.get("fingerprint") == json.loads(json.dumps(want)):
+            return DenseStart(path, 0, float(meta.get("val_accuracy", float("nan"))), True)
+        log.warning("dense warm start: cached weights were trained for another space; training again")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(space.seed)
+        net = build_dense(space.config.model, space.input_shape, space.num_classes)
+    outcome = train_model(net, get_splits(space), space.config.training, seed=space.seed,
+                          measure_latency=False)
+    if not outcome.ok:
+        raise RuntimeError(f"dense warm start: training the dense model failed: {outcome.error}")
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+    _write_bytes(storage, buf.getvalue(), name, DENSE_DIR, DENSE_FILE)
+    storage.write_text(json.dumps({"fingerprint": want, "samples_seen": outcome.samples_seen,
+                                   "val_accuracy": outcome.val_accuracy,
+                                   "epochs": outcome.epochs_done}), name, DENSE_DIR, META_FILE)
+    return DenseStart(path, outcome.samples_seen, outcome.val_accuracy, False)
+
+
+def warm_model(space: SearchSpace, ranks: tuple[int, ...], dense_path: str, storage: Storage) -> nn.Module:
+    """A trial's model initialised from the dense weights (read once per worker process)."""
+    import torch
+
+    from ranksearch.models import build_dense, build_model
+
+    with _CACHE_LOCK:
+        state = _CACHE.get(dense_path)
+        if state is None:
+            with storage.fs.open_input_stream(dense_path) as f:
+                data = f.readall()
+            state = _CACHE[dense_path] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    net = build_dense(space.config.model, space.input_shape, space.num_classes)
+    net.load_state_dict(state)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(space.seed)
+        return build_model(space, ranks, dense=net, from_dense=True)
+
+
+def _write_bytes(storage: Storage, data: bytes, *parts: str) -> None:
+    import os
+    from pathlib import Path
+
+    target = storage.path(*parts)
+    if storage.is_local:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(f"{target}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        return
+    with storage.fs.open_output_stream(target) as f:
+        f.write(data)

@@ -1,0 +1,147 @@
+"""MO-ASHA: the promotion rule on synthetic rung results, then one small real search with it on."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+from tune_helpers import QUICKSTART, write_space
+
+from ranksearch.space import SpaceError, count_params, load_space
+from ranksearch.tune.scheduler import RungLedger, objective_vector, rung_epochs
+
+
+def test_rungs_sit_at_grace_times_powers_of_eta_below_the_budget():
+    assert rung_epochs(1, 3, 3) == [1]
+    assert rung_epochs(1, 3, 20) == [1, 3, 9]
+    assert rung_epochs(2, 2, 20) == [2, 4, 8, 16]
+    assert rung_epochs(5, 3, 5) == []
+    with pytest.raises(ValueError):
+        rung_epochs(0, 3, 9)
+
+
+def test_promotion_keeps_the_top_third_by_rank_then_crowding():
+    ledger = RungLedger(grace_epochs=1, reduction_factor=3, max_epochs=9)
+    # (-accuracy, -log compression): minimisation vectors
+    assert ledger.decide("a", 1, [-0.50, -1.0])  # alone at the rung: promoted
+    assert not ledger.decide("b", 1, [-0.40, -0.5])  # dominated by a
+    assert ledger.decide("c", 1, [-0.90, -2.0])  # dominates both
+    # n=4, keep ceil(4/3)=2: d is on the first front with c, with c an extreme of it
+    assert ledger.decide("d", 1, [-0.95, -0.1])
+    # n=5, keep 2: e is dominated by c -> stopped; the decision for earlier trials stands
+    assert not ledger.decide("e", 1, [-0.85, -1.9])
+    assert sorted(ledger.rungs[1]) == ["a", "b", "c", "d", "e"]
+    # between rungs nothing is decided; at the next rung it is recorded once
+    assert ledger.decide("c", 2, [-0.9, -2.0]) and "c" not in ledger.rungs[3]
+    assert ledger.decide("c", 3, [-0.91, -2.0]) and list(ledger.rungs[3]) == ["c"]
+    assert ledger.decide("c", 4, [-0.2, -2.0]) and ledger.rungs[3]["c"] == [-0.91, -2.0]
+
+
+def test_crowding_breaks_ties_within_the_first_front():
+    ledger = RungLedger(grace_epochs=1, reduction_factor=2, max_epochs=4)
+    front = {"a": [0.0, 4.0], "b": [4.0, 0.0], "c": [1.0, 3.0], "d": [1.1, 2.9]}
+    for t, f in front.items():
+        ledger.rungs[1][t] = f
+    # all non-dominated; keep ceil(4/2)=2: the two extremes (infinite crowding distance)
+    assert ledger.promoted(1, "a") and ledger.promoted(1, "b")
+    assert not ledger.promoted(1, "c") and not ledger.promoted(1, "d")
+
+
+def test_a_trial_jumping_past_a_rung_is_judged_there_and_stopped_early():
+    ledger = RungLedger(grace_epochs=1, reduction_factor=2, max_epochs=8)
+    assert ledger.decide("a", 1, [0.0]) and ledger.decide("a", 2, [0.0])
+    assert not ledger.decide("b", 4, [1.0])  # resumed at epoch 4: loses at rung 1, stops there
+    assert "b" in ledger.rungs[1] and "b" not in ledger.rungs[2]
+
+
+def test_objective_vector_uses_report_accuracy_and_exact_counts():
+    space = load_space(QUICKSTART)
+    ranks = (4,) * space.n_ranks
+    vec = objective_vector(space, ranks, {"epoch": 1, "val_accuracy": 0.3, "best_val_accuracy": 0.5})
+    assert vec[0] == -0.5  # val_accuracy, maximised
+    assert vec[1] == pytest.approx(-math.log10(space.dense_params / count_params(space, ranks)))
+    assert objective_vector(space, ranks, {"epoch": 1})[0] == math.inf
+
+
+def test_scheduler_section_in_the_space_file(tmp_path):
+    data = yaml.safe_load(QUICKSTART.read_text())
+    assert load_space(QUICKSTART).config.scheduler is None  # default: FIFO
+    data["scheduler"] = {"name": "mo_asha", "grace_epochs": 1, "reduction_factor": 3, "fidelity": "epochs"}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    space = load_space(tmp_path / "s.yaml")
+    assert space.config.scheduler.name == "mo_asha" and space.to_dict()["scheduler"]["reduction_factor"] == 3
+    assert type(space).from_dict(space.to_dict()) == space
+    data["scheduler"] = {"name": "mo_asha", "fidelity": "subset"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SpaceError):
+        load_space(tmp_path / "bad.yaml")
+
+
+@pytest.mark.ray
+@pytest.mark.mlflow
+def test_search_with_mo_asha_prunes_and_finishes_its_budget(ray_runtime, tmp_path, tracking):
+    from mlflow import MlflowClient
+
+    from ranksearch import service
+    from ranksearch.tracking import load_search_cost, resolve_tracking_uri
+
+    space = write_space(tmp_path / "space.yaml", epochs=3, budget=6,
+                        scheduler={"name": "mo_asha", "grace_epochs": 1, "reduction_factor": 3})
+    outcome = service.search(space, workers=2, name="asha", storage=str(tmp_path / "store"),
+                             tracking_uri=tracking, show_progress=False)
+    assert outcome.status == "finished" and outcome.n_trials == 6 and outcome.n_failed == 0
+    by_status = {t["trial_id"]: t["status"] for t in outcome.trials}
+    pruned = [t for t, s in by_status.items() if s == "pruned"]
+    assert pruned and len(pruned) + outcome.n_ok == 6
+
+    client = MlflowClient(resolve_tracking_uri(outcome.tracking_uri))
+    parent = client.get_run(outcome.parent_run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'")
+    ids = [r.data.tags["trial_id"] for r in children]
+    assert sorted(ids) == sorted(by_status)  # each trial recorded exactly once
+    runs = {r.data.tags["trial_id"]: r for r in children}
+    per_epoch = None
+    for tid in pruned:
+        run = runs[tid]
+        assert run.data.tags["ranksearch.trial_status"] == "pruned" and run.info.status == "KILLED"
+        assert run.data.metrics["val_accuracy"] > 0
+        per_epoch = run.data.metrics["samples_seen"]  # stopped at the 1-epoch rung
+    for tid, run in runs.items():
+        if by_status[tid] == "ok":
+            assert run.data.metrics["samples_seen"] == 3 * per_epoch
+
+    # search cost: the parent's total is the sum over trials, pruned ones counted partially
+    total = sum(r.data.metrics["samples_seen"] for r in children)
+    cost = load_search_cost(outcome.parent_run_id, outcome.tracking_uri)
+    assert cost["samples_consumed"] == total == outcome.cost["samples_consumed"]
+    assert cost["n_train_full"] == 1438 and cost["finished_trials"] == 6
+    assert cost["epoch_equivalents"] == pytest.approx(total / 1438)
+    assert total < 6 * 3 * per_epoch  # cheaper than running every trial to its budget
+
+
+# -- dense warm start (training.init: dense) --------------------------------------------------------
+@pytest.mark.ray
+@pytest.mark.mlflow
+def test_dense_warm_start_is_trained_once_and_charged_to_the_search(ray_runtime, tmp_path, tracking):
+    from ranksearch import service
+    from ranksearch.tracking import load_search_cost, load_trials
+    from ranksearch.tune.storage import Storage
+    from ranksearch.tune.warmstart import DENSE_DIR, DENSE_FILE, ensure_dense
+
+    path = write_space(tmp_path / "space.yaml", epochs=1, budget=2, training={"init": "dense"})
+    store = str(tmp_path / "store")
+    outcome = service.search(path, workers=2, name="warm", storage=store, tracking_uri=tracking,
+                             show_progress=False)
+    assert outcome.status == "finished" and outcome.n_ok == 2
+    storage = Storage.parse(store)
+    assert storage.exists("warm", DENSE_DIR, DENSE_FILE)
+    rows = load_trials(outcome.parent_run_id, outcome.tracking_uri)
+    trials = sum(r["metrics"]["samples_seen"] for r in rows)
+    cost = load_search_cost(outcome.parent_run_id, outcome.tracking_uri)
+    dense = 1150  # one epoch over digits' training part (1,438 rows less the 20% validation carve)
+    assert cost["samples_consumed"] == trials + dense
+    # the cached weights are reused, at no new cost
+    again = ensure_dense(load_space(path), storage, "warm")
+    assert again.reused and again.samples_seen == 0
