@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ranksearch.errors import RanksearchError
+from ranksearch.pareto import finite_number
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -107,14 +108,6 @@ class _Entry:
     space: SearchSpace | None = None
 
 
-def _finite(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _finite_like_best(v: Any) -> bool:
@@ -146,7 +139,7 @@ def _trial_of(run: Any, objective_names: Iterable[str]) -> _Trial:
     from ranksearch.trial import TrialResult
 
     tags, params, logged = run.data.tags, run.data.params, run.data.metrics
-    ranks = [int(r) for r in _json_list(params.get(PARAM_RANKS), []) if _finite(r) is not None]
+    ranks = [int(r) for r in _json_list(params.get(PARAM_RANKS), []) if finite_number(r) is not None]
     result = None
     status = tags.get(TAG_TRIAL_STATUS)
     if status is not None:
@@ -157,7 +150,7 @@ def _trial_of(run: Any, objective_names: Iterable[str]) -> _Trial:
                                  error=tags.get(TAG_ERROR))
     shown = set(objective_names) | set(_KNOWN_METRICS)
     if result is not None:
-        metrics = {k: f for k, v in result.metrics.items() if (f := _finite(v)) is not None}
+        metrics = {k: f for k, v in result.metrics.items() if (f := finite_number(v)) is not None}
         shown |= set(result.metrics)
     else:
         metrics = {}
@@ -165,7 +158,7 @@ def _trial_of(run: Any, objective_names: Iterable[str]) -> _Trial:
     # The run's logged values fill in what the tracker derived (compression_ratio from params),
     # as the tracker's own front does; the result's values stand where both exist.
     metrics.update({k: f for k, v in logged.items()
-                    if k in shown and k not in metrics and (f := _finite(v)) is not None})
+                    if k in shown and k not in metrics and (f := finite_number(v)) is not None})
     return _Trial(
         trial_id=str(tags.get(TAG_TRIAL_ID) or run.info.run_name or run.info.run_id),
         run_id=run.info.run_id,
@@ -175,7 +168,7 @@ def _trial_of(run: Any, objective_names: Iterable[str]) -> _Trial:
         metrics=metrics,
         result_metrics=dict(result.metrics) if result else dict(logged),
         ok=bool(result and result.ok),
-        fidelity=_finite(result.fidelity) if result else None,
+        fidelity=finite_number(result.fidelity) if result else None,
         error=tags.get(TAG_ERROR),
         pareto_tag=tags.get(TAG_PARETO),
         start_time=run.info.start_time,
@@ -303,7 +296,7 @@ class MlflowReader:
         status = tags.get(TAG_STATUS) or str(info.status).lower()
         if info.status in TERMINAL_STATUSES and status == "running":  # ended without finish()
             status = str(info.status).lower()
-        budget = _finite(params.get("budget"))
+        budget = finite_number(params.get("budget"))
         return {
             "run_id": info.run_id, "name": info.run_name or info.run_id,
             "experiment_id": info.experiment_id, "experiment": self._experiment_name(info.experiment_id),
@@ -312,8 +305,8 @@ class MlflowReader:
             "status": status, "run_status": info.status, "live": info.status not in TERMINAL_STATUSES,
             "budget": int(budget) if budget is not None else None,
             "n_finished": int(n_finished) if n_finished and n_finished.isdigit() else None,
-            "front_size": _finite(metrics.get("front_size")),
-            "hypervolume": _finite(metrics.get("hypervolume")),
+            "front_size": finite_number(metrics.get("front_size")),
+            "hypervolume": finite_number(metrics.get("hypervolume")),
             "objectives": objectives,
             "elements": [str(e) for e in _json_list(tags.get(TAG_ELEMENTS), [])],
             "hv_reference": _json_list(tags.get(TAG_REFERENCE), None),
@@ -325,7 +318,7 @@ class MlflowReader:
         """(step, value) of a parent metric, one value per step (the latest logged)."""
         by_step: dict[int, tuple[int, float]] = {}
         for m in self.store.metric_history(run_id, key):
-            v = _finite(m.value)
+            v = finite_number(m.value)
             if v is not None and (m.step not in by_step or m.timestamp >= by_step[m.step][0]):
                 by_step[int(m.step)] = (m.timestamp, v)
         return [(s, by_step[s][1]) for s in sorted(by_step)]

@@ -13,19 +13,13 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from ranksearch.pareto import finite_number
+
 FRONT_COLOR = "#d62728"
 MUTED_COLOR = "#9aa5b1"
 FAILED_COLOR = "#555555"
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _coords(
@@ -35,7 +29,7 @@ def _coords(
     out = []
     for p in points:
         metrics = p.get("metrics") or {}
-        xv, yv = _number(metrics.get(x)), _number(metrics.get(y))
+        xv, yv = finite_number(metrics.get(x)), finite_number(metrics.get(y))
         if xv is None or yv is None or (log_x and xv <= 0):
             continue
         out.append((xv, yv, p))
@@ -168,7 +162,7 @@ def history_png(history: Sequence[Mapping[str, Any]], *, title: str = "Search pr
     from matplotlib.figure import Figure
 
     steps = [int(h.get("n_finished", i + 1)) for i, h in enumerate(history)]
-    hv = [_number(h.get("hypervolume")) or 0.0 for h in history]
+    hv = [finite_number(h.get("hypervolume")) or 0.0 for h in history]
     size = [int(h.get("front_size", 0)) for h in history]
     fig = Figure(figsize=(7, 3.5), dpi=dpi)
     FigureCanvasAgg(fig)

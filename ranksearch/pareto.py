@@ -273,7 +273,7 @@ class Condition:
     value: float
 
     def holds(self, row: Mapping[str, Any]) -> bool:
-        v = _number(row.get(self.metric))
+        v = finite_number(row.get(self.metric))
         return v is not None and _OPS[self.op](v, self.value)
 
     def __str__(self) -> str:
@@ -309,7 +309,7 @@ class Pick:
         if not rows:
             raise PickError(f"'{self}': there are no finished trials to pick from")
         needed = list(self.metrics()) + ([n for n, _ in objectives] if self.kind == "knee" else [])
-        known = sorted({k for r in rows for k, v in r.items() if _number(v) is not None})
+        known = sorted({k for r in rows for k, v in r.items() if finite_number(v) is not None})
         for name in dict.fromkeys(needed):
             if name not in known:
                 present = f"; metrics present: {', '.join(known)}" if known else ""
@@ -320,7 +320,7 @@ class Pick:
         if self.kind == "knee":
             return self._knee(rows, eligible, objectives)
         assert self.metric is not None
-        scored = [(i, _number(rows[i].get(self.metric))) for i in eligible]
+        scored = [(i, finite_number(rows[i].get(self.metric))) for i in eligible]
         scored = [(i, v) for i, v in scored if v is not None]
         if not scored:
             raise PickError(f"'{self}': no trial that satisfies the conditions has '{self.metric}'")
@@ -332,7 +332,7 @@ class Pick:
         for i in eligible:
             vec = []
             for name, sense in objectives:
-                v = _number(rows[i].get(name))
+                v = finite_number(rows[i].get(name))
                 if v is None or (name in LOG_SCALE_METRICS and v <= 0):
                     break
                 v = math.log10(v) if name in LOG_SCALE_METRICS else v
@@ -348,7 +348,7 @@ class Pick:
     def _closest(self, rows) -> str:
         parts = []
         for c in self.conditions:
-            vals = [v for v in (_number(r.get(c.metric)) for r in rows) if v is not None]
+            vals = [v for v in (finite_number(r.get(c.metric)) for r in rows) if v is not None]
             if not vals:
                 continue
             best = max(vals) if c.op in (">=", ">") else min(vals) if c.op in ("<=", "<") else None
@@ -406,7 +406,7 @@ def parse_pick(text: str) -> Pick:
             if op not in _OPS:
                 raise PickError(f"pick expression '{raw}': '{op}' is not a comparison; use one "
                                 f"of {', '.join(_OPS)}")
-            value = _number(num) if not _is_name(num) else None
+            value = finite_number(num) if not _is_name(num) else None
             if value is None:
                 raise PickError(f"pick expression '{raw}': '{num}' is not a number")
             conditions.append(Condition(name, op, value))
@@ -442,7 +442,8 @@ def _is_name(token: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z_][\w.]*", token))
 
 
-def _number(v: Any) -> float | None:
+def finite_number(v: Any) -> float | None:
+    """`v` as a finite float, or None for booleans, non-numbers, NaN and infinities."""
     if isinstance(v, bool) or v is None:
         return None
     try:
