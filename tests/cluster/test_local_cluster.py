@@ -170,8 +170,8 @@ def test_a_stopped_job_ends_cleanly_and_resume_finishes_the_budget(local_stack, 
     for tid, attempts in done_before.items():
         assert len(final["trials"][tid]["attempts"]) == attempts, f"{tid} ran again"
     runs = _check_mlflow(stack, final, budget=6)
-    for tid in done_before:
-        assert runs[tid].info.end_time <= t_stop * 1000 + 1000
+    for tid in done_before:  # their one run is the first driver's (its end is written asynchronously)
+        assert runs[tid].info.start_time <= t_stop * 1000
 
 
 def test_a_search_survives_losing_a_worker_node(local_stack, tmp_path):
