@@ -64,7 +64,10 @@ def _ranks(space, text: str | None, *, required: bool = False):
 @app.command()
 def validate(space_file: SpaceArg) -> None:
     """Check a search-space file and print a summary."""
+    from ranksearch.strategies.seeding import check_seeds
+
     space = _load(space_file)
+    check_seeds(space)
     summary = space.summary()
     table = Table(title=f"{space_file}: valid", show_header=False)
     for key, value in summary.items():
@@ -416,6 +419,14 @@ def _train_rank_config(ref: str, *, ranks: str | None, epochs: int | None, seed:
               f"trial run {prov.get('trial_run_id', '-')})", highlight=False)
     if outcome.status != "ok":
         raise typer.Exit(1)
+
+
+@bench_app.command("pstrn", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench_pstrn(ctx: typer.Context) -> None:
+    """PSTRN's TR-LeNet-5 / Fashion-MNIST benchmark at 1/100 of its training work (resumable)."""
+    from ranksearch.bench.pstrn import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)) or 0)
 
 
 @bench_app.command("service", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

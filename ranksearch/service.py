@@ -140,6 +140,7 @@ def prepare_search(
     """
     from ranksearch import strategies
     from ranksearch.space import SearchSpace, load_space
+    from ranksearch.strategies.seeding import check_seeds
     from ranksearch.tune.driver import SearchSettings
     from ranksearch.tune.storage import Storage
 
@@ -163,8 +164,9 @@ def prepare_search(
         raise ServiceError(f"--retries must be 0 or more (got {retries})")
     data = base.to_dict()
     data["seed"] = seed
-    data["strategy"] = {"name": strategy, "budget": budget, "options": opts}
+    data["strategy"] = {**data.get("strategy", {}), "name": strategy, "budget": budget, "options": opts}
     effective = SearchSpace.from_dict(data, source=base.source)
+    check_seeds(effective)
     # Make the strategy once: unknown options and impossible constraints fail here.
     strategy_opts = dict(opts)
     if "budget" in strategies.options(strategy):

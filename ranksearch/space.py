@@ -155,6 +155,14 @@ class TrainingSpec(_Frozen):
     augment: bool = False
     init: Literal["scratch", "dense"] = "scratch"
     grad_clip: float | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # Training-subset fidelity: train on this many images of the training split (a fraction
+    # when < 1), a stratified subset fixed by the seed; an epoch is one pass over it.
+    subset: float | None = Field(None, gt=0)
+    # Knowledge distillation from the dense network trained for the warm start (the teacher):
+    # loss = (1 - distill) * CE + distill * T^2 * KL(teacher || student) at temperature T.
+    distill: float = Field(0.0, ge=0, le=1)
+    distill_temperature: float = Field(4.0, gt=0)
 
     @model_validator(mode="after")
     def _budget(self) -> TrainingSpec:
@@ -181,9 +189,46 @@ class ConstraintsSpec(_Frozen):
 
 
 class StrategySpec(_Frozen):
+    """The search strategy, its budget and options, and the configurations it proposes first.
+
+    `seeds` entries: an explicit rank vector (checked against the space when the strategy is
+    made), "equal" (`seed_count` equal-rank configurations spread over the feasible range) or
+    "effective" (`seed_count` configurations shaped by the trained dense model's singular-value
+    spectra; needs the dense warm start). Seeds count against the budget.
+    """
+
     name: str = "random"
     budget: int = Field(20, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    seeds: tuple[tuple[int, ...] | Literal["equal", "effective"], ...] = ()
+    seed_count: int = Field(5, ge=1)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any) -> Any:
+        hint = ("write 'equal', 'effective' or a list of integers (one rank per rank element), "
+                "e.g. seeds: [equal, effective, [8, 14, 8]]")
+        if v is None:
+            return ()
+        if isinstance(v, str) or not isinstance(v, list | tuple):
+            raise ValueError(f"must be a list of seeds; {hint}")
+        kinds: list[str] = []
+        for i, item in enumerate(v):
+            if isinstance(item, str):
+                if item not in ("equal", "effective"):
+                    raise ValueError(f"item {i} ({item!r}) is not a seed; {hint}")
+                if item in kinds:
+                    raise ValueError(f"item {i} repeats {item!r}; list it once and set "
+                                     "'seed_count' for more configurations")
+                kinds.append(item)
+            elif isinstance(item, list | tuple):
+                if not item or any(isinstance(r, bool) or not isinstance(r, int) or r < 1
+                                   for r in item):
+                    raise ValueError(f"item {i} ({list(item)!r}) is not a rank vector; give "
+                                     "positive integers, one per rank element")
+            else:
+                raise ValueError(f"item {i} ({item!r}) is not a seed; {hint}")
+        return v
 
 
 class ResourcesSpec(_Frozen):
@@ -204,7 +249,8 @@ class SchedulerSpec(_Frozen):
     `mo_asha`: asynchronous successive halving with rungs at grace_epochs * reduction_factor**k
     epochs; at each rung a trial continues only if it ranks in the top 1/reduction_factor of the
     trials recorded there (non-dominated rank, then crowding distance, over the objectives).
-    Only `fidelity: epochs` is implemented.
+    Rungs count passes over the training data, which is the `training.subset` part when set
+    (the second fidelity: each pass then costs subset-size samples).
     """
 
     name: Literal["fifo", "mo_asha"] = "fifo"
@@ -224,6 +270,9 @@ class SpaceConfig(_Frozen):
     data: DataSpec
     training: TrainingSpec
     final_training: TrainingSpec | None = None
+    # Recipe of the dense network behind `training.init: dense` (and distillation); defaults
+    # to `training`.
+    dense_training: TrainingSpec | None = None
     objectives: tuple[ObjectiveSpec, ...] = (
         ObjectiveSpec(name="val_accuracy"),
         ObjectiveSpec(name="compression_ratio"),

@@ -49,6 +49,7 @@ __all__ = [
     "resolve_device",
     "train_config",
     "train_model",
+    "training_subset",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -240,6 +241,13 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 # -- evaluation and latency -----------------------------------------------------------------------
+def _distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's soft-target loss: T^2 * KL(softmax(teacher/T) || softmax(student/T))."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher.detach() / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)
+
+
 def evaluate(model: nn.Module, split: Split, *, batch_size: int = 1024,
              device: str | torch.device | None = None) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` on `split`; NaN for an empty split.
@@ -324,6 +332,26 @@ class _Run:
     best_state: dict[str, torch.Tensor] | None = None
 
 
+def _frozen_teacher(teacher: nn.Module, device: torch.device) -> nn.Module:
+    """The distillation teacher on `device`, in eval mode, without gradients (a copy)."""
+    import copy
+
+    t = copy.deepcopy(teacher).to(device).eval()
+    for p in t.parameters():
+        p.requires_grad_(False)
+
+    class _NoGrad(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return self.inner(x)
+
+    return _NoGrad(t)
+
+
 class _Trainer:
     """One call of `train_model`; split out so the loop, checkpointing and failure paths read
     as separate steps."""
@@ -331,8 +359,10 @@ class _Trainer:
     def __init__(self, model: nn.Module, splits: DataSplits, training: TrainingSpec, *,
                  seed: int, device: torch.device, callback: Callback | None,
                  checkpoint_dir: str | os.PathLike[str] | None, evaluate_test: bool,
-                 measure_latency: bool, max_epochs: int | None, log: Log | None) -> None:
+                 measure_latency: bool, max_epochs: int | None, log: Log | None,
+                 teacher: nn.Module | None = None) -> None:
         self.model = model
+        self.teacher = teacher
         self.splits = splits
         self.training = training
         self.seed = seed
@@ -445,7 +475,10 @@ class _Trainer:
             if aug_gen is not None:
                 xb = _augment(xb, aug_gen)
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=training.label_smoothing)
+            if self.teacher is not None and training.distill > 0:
+                loss = (1 - training.distill) * loss + training.distill * _distill_loss(
+                    logits, self.teacher(xb), training.distill_temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if training.grad_clip is not None:
@@ -507,6 +540,8 @@ class _Trainer:
 
     def fit(self) -> TrainOutcome:
         model = self.model.to(self.device)
+        if self.teacher is not None:
+            self.teacher = _frozen_teacher(self.teacher, self.device)
         optimizer = _make_optimizer([p for p in model.parameters() if p.requires_grad],
                                     self.training.optimizer)
         torch.manual_seed(_stream_seed(self.seed, "torch"))
@@ -550,11 +585,38 @@ class _Trainer:
         return self._outcome("ok", None)
 
 
+def training_subset(splits: DataSplits, subset: float | None, *, seed: int) -> DataSplits:
+    """`splits` with the training part cut to `subset` images (a fraction when < 1), stratified
+    by class and fixed by `seed`; validation and test are untouched. None keeps everything."""
+    if subset is None:
+        return splits
+    import dataclasses
+
+    import numpy as np
+
+    from ranksearch.data import Split
+    from ranksearch.data.splits import stratified_take
+
+    n = len(splits.train)
+    count = int(round(subset * n)) if subset < 1 else int(subset)
+    if count >= n:
+        return splits
+    if count < splits.num_classes:
+        raise ValueError(f"training.subset {subset} leaves {count} training images, fewer than "
+                         f"the {splits.num_classes} classes; use a larger subset")
+    taken, _ = stratified_take(splits.train.y.numpy(), count, np.random.default_rng([seed, 2]))
+    idx = torch.from_numpy(taken)
+    part = Split(splits.train.x[idx], splits.train.y[idx],
+                 None if splits.train.indices is None else splits.train.indices[idx])
+    return dataclasses.replace(splits, train=part)
+
+
 def train_model(model: nn.Module, splits: DataSplits, training: TrainingSpec, *, seed: int = 0,
                 device: str | torch.device | None = None, callback: Callback | None = None,
                 checkpoint_dir: str | os.PathLike[str] | None = None, evaluate_test: bool = False,
                 measure_latency: bool = True, max_epochs: int | None = None,
-                log: Log | None = None, num_threads: int | None = None) -> TrainOutcome:
+                log: Log | None = None, num_threads: int | None = None,
+                teacher: nn.Module | None = None) -> TrainOutcome:
     """Train `model` in place on `splits.train` for `training`'s budget, selecting on `splits.val`.
 
     - `device`: overrides `training.device` ('auto' -> CUDA when available).
@@ -567,6 +629,8 @@ def train_model(model: nn.Module, splits: DataSplits, training: TrainingSpec, *,
       best validation epoch, which the model keeps afterwards.
     - `max_epochs`: stop after this many epochs in total (a fidelity cap); the LR schedule still
       spans the full budget so a later resume continues the same run.
+    - `teacher`: the network `training.distill` distils from (left unchanged; required when
+      distill > 0).
     - `num_threads`: torch intra-op threads for this run (restored afterwards). Set it to the
       trial's CPU share when trials run side by side: oversubscribed OpenMP threads spin and
       can make small models several times slower.
@@ -585,10 +649,15 @@ def train_model(model: nn.Module, splits: DataSplits, training: TrainingSpec, *,
         raise ValueError("the model has no trainable parameters")
     if num_threads is not None and num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+    if training.distill > 0 and teacher is None:
+        raise ValueError(f"training.distill is {training.distill}: pass the teacher network "
+                         "(the trained dense model) or set distill to 0")
     dev = resolve_device(training.device if device is None else device)
+    splits = training_subset(splits, training.subset, seed=int(seed))
     trainer = _Trainer(model, splits, training, seed=int(seed), device=dev, callback=callback,
                        checkpoint_dir=checkpoint_dir, evaluate_test=evaluate_test,
-                       measure_latency=measure_latency, max_epochs=max_epochs, log=log)
+                       measure_latency=measure_latency, max_epochs=max_epochs, log=log,
+                       teacher=teacher if training.distill > 0 else None)
     cuda_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
         if dev.type == "cuda" else []
     threads = torch.get_num_threads()
@@ -609,7 +678,7 @@ def train_config(space: SearchSpace, ranks: Any, *, training: TrainingSpec | Non
                  evaluate_test: bool = False, measure_latency: bool = True,
                  splits: DataSplits | None = None, model: nn.Module | None = None,
                  max_epochs: int | None = None, log: Log | None = None,
-                 num_threads: int | None = None) -> TrainOutcome:
+                 num_threads: int | None = None, teacher: nn.Module | None = None) -> TrainOutcome:
     """Build the space's model at `ranks` and train it: one trial of a search.
 
     `training` defaults to the space's training recipe and `seed` to the space's seed. The
@@ -636,4 +705,4 @@ def train_config(space: SearchSpace, ranks: Any, *, training: TrainingSpec | Non
     return train_model(model, splits, training, seed=seed, device=device, callback=callback,
                        checkpoint_dir=checkpoint_dir, evaluate_test=evaluate_test,
                        measure_latency=measure_latency, max_epochs=max_epochs, log=log,
-                       num_threads=num_threads)
+                       num_threads=num_threads, teacher=teacher)

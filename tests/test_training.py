@@ -395,3 +395,48 @@ def test_train_config_quickstart_digits(digits_space):
     assert out.val_accuracy > 0.5  # 10 classes: chance is 0.1
     again = train_config(digits_space, ranks, training=training, measure_latency=False, num_threads=1)
     assert _strip_seconds(again.history) == _strip_seconds(out.history)
+
+
+# -- training-subset fidelity, label smoothing, distillation --------------------------------------
+def test_subset_trains_on_a_fixed_stratified_part(blobs):
+    from ranksearch.training import training_subset
+
+    part = training_subset(blobs, 100, seed=0)
+    assert len(part.train) == 100 and part.val is blobs.val and part.test is blobs.test
+    full = torch.bincount(blobs.train.y, minlength=4).float() / len(blobs.train)
+    sub = torch.bincount(part.train.y, minlength=4).float() / 100
+    assert torch.allclose(full, sub, atol=0.02)  # class proportions kept
+    again = training_subset(blobs, 0.1953125, seed=0)  # a fraction: 100 of 512
+    assert torch.equal(again.train.y, part.train.y) and torch.equal(again.train.x, part.train.x)
+    other = training_subset(blobs, 100, seed=1)
+    assert not torch.equal(other.train.x, part.train.x)
+    assert training_subset(blobs, None, seed=0) is blobs and training_subset(blobs, 10_000, seed=0) is blobs
+    with pytest.raises(ValueError, match="training.subset"):
+        training_subset(blobs, 2, seed=0)
+    out, _ = _train(blobs, _spec(subset=100, epochs=2))
+    assert out.samples_seen == 200 and all(h["samples"] == 100 for h in out.history)
+
+
+def test_label_smoothing_changes_the_loss(blobs):
+    plain, _ = _train(blobs, _spec(epochs=1))
+    smooth, _ = _train(blobs, _spec(epochs=1, label_smoothing=0.2))
+    assert smooth.history[0]["train_loss"] > plain.history[0]["train_loss"]
+
+
+def test_distillation_needs_a_teacher_and_follows_it(blobs):
+    with pytest.raises(ValueError, match="teacher"):
+        _train(blobs, _spec(distill=0.5))
+    t_model = _mlp(seed=5)
+    train_model(t_model, blobs, _spec(epochs=4), seed=5, measure_latency=False, num_threads=1)
+    before = {k: v.clone() for k, v in t_model.state_dict().items()}
+    pure, student = _train(blobs, _spec(epochs=3, distill=1.0), teacher=t_model)
+    assert pure.ok
+    assert all(torch.equal(before[k], v) for k, v in t_model.state_dict().items())  # teacher untouched
+    # With distill=1 the student learns only from the teacher's soft labels: it agrees with them.
+    with torch.no_grad():
+        t_model.eval(), student.eval()
+        agree = (t_model(blobs.val.x).argmax(1) == student(blobs.val.x).argmax(1)).float().mean()
+    assert agree > 0.9
+    mixed, _ = _train(blobs, _spec(epochs=1, distill=0.5), teacher=t_model)
+    plain, _ = _train(blobs, _spec(epochs=1))
+    assert mixed.history[0]["train_loss"] != plain.history[0]["train_loss"]

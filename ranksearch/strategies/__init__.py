@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from ranksearch.space import SearchSpace
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "get",
     "options",
     "register",
+    "seed_strategy",
 ]
 
 _REGISTRY: dict[str, str | type[Strategy]] = {
@@ -93,14 +96,32 @@ def get(name: str, space: SearchSpace, *, seed: int | None = None, **opts: Any) 
     return cls(space, seed=seed, **opts)
 
 
-def from_space(space: SearchSpace, *, seed: int | None = None, **overrides: Any) -> Strategy:
-    """The strategy the space's `strategy` section names, with its options and budget."""
+def from_space(space: SearchSpace, *, seed: int | None = None, dense_net: nn.Module | None = None,
+               **overrides: Any) -> Strategy:
+    """The strategy the space's `strategy` section names, with its options, budget and seeds.
+
+    Explicit and 'equal' seeds are added here; 'effective' ones need the trained dense network:
+    pass `dense_net`, or add them later with `seed_strategy` (before the first ask).
+    """
     spec = space.config.strategy
     opts = dict(spec.options)
     opts.update(overrides)
     if "budget" in options(spec.name) and "budget" not in opts:
         opts["budget"] = spec.budget
-    return get(spec.name, space, seed=space.seed if seed is None else seed, **opts)
+    strategy = get(spec.name, space, seed=space.seed if seed is None else seed, **opts)
+    if spec.seeds:
+        seed_strategy(strategy, space, dense_net)
+    return strategy
+
+
+def seed_strategy(strategy: Strategy, space: SearchSpace | None = None,
+                  dense_net: nn.Module | None = None) -> list[tuple[int, ...]]:
+    """Add the seeds `space.config.strategy.seeds` lists to a strategy not asked yet ('effective'
+    ones only when `dense_net` is given); returns the seeds it accepted. Seeds already added
+    are skipped, so calling it again with the dense network adds just the 'effective' ones."""
+    from ranksearch.strategies.seeding import seed_strategy as _seed
+
+    return _seed(strategy, space, dense_net)
 
 
 def from_state(space: SearchSpace, state: dict[str, Any]) -> Strategy:

@@ -12,13 +12,18 @@ to propose next:
   without metrics or non-finite results counted as the worst accuracy;
 - results may arrive out of order, twice (the first report wins), or for configurations the
   strategy never asked for (kept as extra information);
-- `state_dict` is a versioned JSON-able log of the asks and tells; `load_state_dict` replays it
-  into a fresh strategy, so every strategy (including those backed by pymoo or Optuna) resumes
-  exactly where it stopped without pickling anything.
+- `state_dict` is a versioned JSON-able log of the seeds, asks and tells; `load_state_dict`
+  replays it into a fresh strategy, so every strategy (including those backed by pymoo or
+  Optuna) resumes exactly where it stopped without pickling anything;
+- seeds (`add_seeds`, before the first ask: equal ranks, ranks read from a dense model, rank
+  vectors a user knows) are proposed before anything the subclass proposes, count against the
+  budget, and their results reach the subclass through `_observe` like any other; a subclass
+  may read `self.seeds` in `_start` (e.g. to put them into a first population).
 
 Subclasses implement `_propose(limit)` and usually `_observe(obs)`. Two rules keep replay exact:
 draw from `self.rng` only inside those hooks (or `_start`, run on the first ask), never in
-`__init__`; and a `_propose` that returns nothing must leave the strategy unchanged.
+`__init__`; and a `_propose` that returns nothing must leave the strategy unchanged, or change
+it so that calling it again at once changes nothing more (a run of empty asks is logged once).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ if TYPE_CHECKING:
     from ranksearch.space import SearchSpace
 
 STATE_FORMAT = "ranksearch.strategy"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2 added "seeds"; version 1 states (no seeds) still load
+_READABLE_VERSIONS = (1, 2)
 ACCURACY = "val_accuracy"
 #: Objectives known before training, from the closed-form counts.
 COST_OBJECTIVES = ("params", "compression_ratio", "flops")
@@ -122,6 +128,7 @@ class Strategy:
         self._info: dict[RankConfig, dict[str, Any]] = {}
         self._told: set[str] = set()
         self._events: list[dict[str, Any]] = []
+        self._seed_kinds: dict[RankConfig, str] = {}  # accepted seeds, in order, and their kind
         self.n_asked = 0
         self.observations: list[Observation] = []
         self._check_feasible_exists()
@@ -178,6 +185,43 @@ class Strategy:
         """Number of asked configurations whose result has not been told yet."""
         return sum(self._outstanding.values())
 
+    @property
+    def started(self) -> bool:
+        """True once the first ask was made (seeds can no longer be added)."""
+        return self._started
+
+    # -- seeds --------------------------------------------------------------------------------
+    def add_seeds(self, configs: Iterable[Sequence[int]], *, kind: str = "explicit") -> list[RankConfig]:
+        """Propose these configurations first, before any of the strategy's own; call before
+        the first ask. Returns the ones accepted.
+
+        A seed with the wrong length or a rank out of bounds is an error, like such a proposal;
+        one that breaks `max_params` / `min_compression`, or was seeded, told or proposed
+        before, is skipped. Seeds count against the budget; `kind` ('explicit', 'equal',
+        'effective', ...) is kept in the configuration's `info`.
+        """
+        if self._started:
+            raise StrategyError(f"strategy '{self.name}': add_seeds must be called before the "
+                                "first ask (seeds are what it proposes first)")
+        accepted: list[RankConfig] = []
+        for config in configs:
+            ranks = self._check_vector(config, "was given the seed")
+            if ranks in self._seen or not self.feasible(ranks):
+                continue
+            self._seen.add(ranks)
+            self._seed_kinds[ranks] = str(kind)
+            self._queue.append(Proposal(ranks, {"seeded": str(kind)}))
+            accepted.append(ranks)
+        return accepted
+
+    @property
+    def seeds(self) -> tuple[RankConfig, ...]:
+        """The accepted seeds, in the order they are proposed."""
+        return tuple(self._seed_kinds)
+
+    def is_seed(self, ranks: Sequence[int]) -> bool:
+        return tuple(int(r) for r in ranks) in self._seed_kinds
+
     # -- resume -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """A versioned, JSON-able record of everything needed to continue exactly here."""
@@ -189,11 +233,12 @@ class Strategy:
             "seed": self.seed,
             "budget": self.budget,
             "options": _jsonable(self.options),
+            "seeds": [{"ranks": list(r), "kind": k} for r, k in self._seed_kinds.items()],
             "events": [dict(e) for e in self._events],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from `state_dict()`: replays the recorded asks and tells into this strategy.
+        """Continue from `state_dict()`: replays the recorded seeds, asks and tells into this strategy.
 
         The strategy must be fresh (nothing asked or told yet) and made with the same options;
         it takes over the recorded seed and budget.
@@ -205,6 +250,12 @@ class Strategy:
         self.seed = int(state["seed"])
         self.rng = np.random.default_rng(self.seed)
         self.budget = int(state["budget"])
+        # the state's seeds replace any added to this strategy (nothing was asked or told yet)
+        self._queue.clear()
+        self._seen.clear()
+        self._seed_kinds.clear()
+        for item in state.get("seeds", []):
+            self.add_seeds([item["ranks"]], kind=item.get("kind", "explicit"))
         for i, event in enumerate(state["events"]):
             if "ask" in event:
                 want = None if event["ask"] is None else tuple(int(r) for r in event["ask"])
@@ -223,9 +274,10 @@ class Strategy:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise StrategyError(f"strategy '{self.name}': not a strategy state (expected a dict "
                                 f"with format '{STATE_FORMAT}')")
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in _READABLE_VERSIONS:
             raise StrategyError(f"strategy '{self.name}': state version {state.get('version')} "
-                                f"is not supported (this code reads version {STATE_VERSION})")
+                                f"is not supported (this code reads versions "
+                                f"{', '.join(map(str, _READABLE_VERSIONS))})")
         if state.get("strategy") != self.name:
             raise StrategyError(f"strategy '{self.name}': the state belongs to strategy "
                                 f"'{state.get('strategy')}'")
@@ -332,20 +384,26 @@ class Strategy:
             self._info[ranks] = info
         return ranks
 
-    def _check_proposal(self, ranks: Any) -> RankConfig:
+    def _check_vector(self, ranks: Any, what: str) -> RankConfig:
+        """Length, integers and bounds; `what` says where the vector came from."""
         try:
+            ranks = list(ranks)
             values = tuple(int(r) for r in ranks)
             exact = all(float(a) == float(b) for a, b in zip(values, ranks, strict=True))
         except (TypeError, ValueError):
             values, exact = (), False
         if not exact or len(values) != self.n:
-            raise StrategyError(f"strategy '{self.name}' proposed {ranks!r}: expected "
+            raise StrategyError(f"strategy '{self.name}' {what} {ranks!r}: expected "
                                 f"{self.n} integers, one per rank element")
         for element, allowed, v in zip(self.elements, self._allowed, values, strict=True):
             if v not in allowed:
-                raise StrategyError(f"strategy '{self.name}' proposed {list(values)}: rank "
+                raise StrategyError(f"strategy '{self.name}' {what} {list(values)}: rank "
                                     f"element '{element.name}' = {v} is outside its bounds "
                                     f"{element.low}..{element.high}")
+        return values
+
+    def _check_proposal(self, ranks: Any) -> RankConfig:
+        values = self._check_vector(ranks, "proposed")
         if not self.feasible(values):
             raise StrategyError(f"strategy '{self.name}' proposed {list(values)} with "
                                 f"{self.params(values)} params, breaking the space's constraints "

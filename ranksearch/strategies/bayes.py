@@ -5,10 +5,11 @@ expected hypervolume improvement (`"gp"`), or BoTorch's qNEHVI (`"botorch"`, nee
 `optuna-integration` and `botorch` packages). Several candidates can be out at once: TPE
 treats running trials with a constant liar, the GP sampler with q-batch acquisition.
 
-What is known before training is used: the first `n_startup` configurations are spread over
-the compression axis instead of drawn uniformly; a candidate that breaks `max_params` or
+What is known before training is used: the first `n_startup` configurations (seeds included)
+are spread over the compression axis instead of drawn uniformly; a candidate that breaks `max_params` or
 `min_compression` is told to the sampler at once as infeasible (never trained); a candidate
-already evaluated is told its recorded objectives (never trained twice).
+already evaluated is told its recorded objectives (never trained twice). Seeds enter the
+study as enqueued trials of its own, told when their results arrive (Optuna's way to seed).
 
 `optuna-nsga2` is Optuna's own NSGAIISampler (population 30), run through the same protocol as
 the reference our evolutionary strategies are compared with; it gets no such help beyond the
@@ -128,8 +129,9 @@ class OptunaStrategy(Strategy):
             storage = optuna.storages.InMemoryStorage()
             storage.create_new_study([StudyDirection.MINIMIZE] * len(self.objectives), "ranksearch")
             self._study = optuna.Study("ranksearch", storage, sampler=sampler)
-        if self.startup == "spread" and self.n_startup:
-            self._startup_left = sampling.spread(self, self.rng, min(self.n_startup, self.budget))
+        n_spread = min(self.n_startup, self.budget) - len(self.seeds)
+        if self.startup == "spread" and n_spread > 0:
+            self._startup_left = sampling.spread(self, self.rng, n_spread)
 
     def _tell_known(self, trial: Any, ranks: RankConfig) -> None:
         """Tell a candidate that costs no training: an evaluated one, or an infeasible one."""
@@ -217,6 +219,9 @@ class OptunaStrategy(Strategy):
 
         trial = self._trial_of.get(obs.ranks)
         first = obs.ranks not in self._f
+        if trial is None and first and self.is_seed(obs.ranks) and self._study is not None:
+            self._enqueue(obs.ranks)  # a seed joins the study as a trial of its own
+            trial = self._trial_of[obs.ranks]
         if obs.usable:
             self._f.setdefault(obs.ranks, obs.f)
         if trial is None or not first:

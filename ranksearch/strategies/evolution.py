@@ -10,7 +10,8 @@ pymoo runs the GA (binary tournament on domination then crowding, two-point cros
 polynomial mutation rounded to integers, rank-and-crowding survival) with this strategy's own
 random generator. On top of it, what we know before training is used:
 
-- the initial population is spread over the compression axis (`init="spread"`), not uniform;
+- the initial population is spread over the compression axis (`init="spread"`), not uniform,
+  after the seeds (`strategy.seeds`) that lie on the first grid, which join it as evaluated;
 - a repair lowers ranks until a child meets `max_params` / `min_compression`;
 - children that map to a configuration already evaluated (or proposed) are rejected during
   mating, and configurations met again across phases reuse their recorded objectives: nothing
@@ -177,8 +178,10 @@ class _EvolutionBase(Strategy):
             self._gen_pop, self._gen_ranks = pop, ranks
             new = [r for r in dict.fromkeys(ranks) if r not in self._f and self.feasible(r)
                    and self.is_new(r)][:limit]
-            if new:
-                self._waiting = set(new)
+            # members asked before and still running (seeds in the first population): wait
+            running = {r for r in ranks if r not in self._f and r in self._outstanding}
+            if new or running:
+                self._waiting = set(new) | running
                 info = {"generation": self.generation, "phase": self.phase}
                 return [Proposal(r, info) for r in new]
             self._tell_generation()
@@ -188,6 +191,11 @@ class _EvolutionBase(Strategy):
 
     def _before_generation(self) -> None:
         """Hook run before each generation is bred (PSTRN switches phases here)."""
+
+    def _seeds_on(self, grid: Grid) -> list[RankConfig]:
+        """The seeds the grid can express exactly: they join the first population (the others
+        are still evaluated first, and their results inform selection and phase switches)."""
+        return [r for r in self.seeds if grid.decode(grid.encode(r)) == r]
 
     def _next_phase(self) -> bool:
         """Move on when a phase can breed nothing new; False when there is nowhere to go."""
@@ -324,7 +332,7 @@ class NSGA2Search(_EvolutionBase):
 
     def _start(self) -> None:
         grid = Grid(self.values)
-        self._new_algorithm(grid, self._initial_genomes(grid))
+        self._new_algorithm(grid, self._initial_genomes(grid, self._seeds_on(grid)))
 
 
 class PSTRN(_EvolutionBase):
@@ -396,7 +404,7 @@ class PSTRN(_EvolutionBase):
 
     def _start(self) -> None:
         grid = self.phase_grid(self.centres, self.steps[0])
-        self._new_algorithm(grid, self._initial_genomes(grid))
+        self._new_algorithm(grid, self._initial_genomes(grid, self._seeds_on(grid)))
 
     def _before_generation(self) -> None:
         if self.phase + 1 < len(self.steps) and self.n_asked >= self.boundaries[self.phase] * self.budget:

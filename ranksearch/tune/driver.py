@@ -548,6 +548,7 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
     try:
         with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(settings.workers)}):
             dense_path = _warm_start(space, settings, storage, tracker, display)
+            _seed(space, strategy, storage, dense_path, display)
             started_ray = ensure_ray(settings.address)
             tuner, searcher = _make_tuner(space, settings, storage, session, strategy, requeue, dense_path)
             session.searcher = searcher
@@ -656,7 +657,8 @@ def _warm_start(space: SearchSpace, settings: SearchSettings, storage: Storage, 
                 display: SearchDisplay) -> str | None:
     """`training.init: dense`: the dense weights every trial starts from (trained here once and
     cached in the experiment folder); None for training from scratch."""
-    if space.config.training.init != "dense":
+    training = space.config.training
+    if training.init != "dense" and training.distill == 0:
         return None
     from ranksearch.tune.warmstart import ensure_dense
 
@@ -665,6 +667,24 @@ def _warm_start(space: SearchSpace, settings: SearchSettings, storage: Storage, 
     how = "reused" if dense.reused else f"trained on {dense.samples_seen:,} samples"
     display.event(f"dense warm start {how}: val_acc {dense.val_accuracy:.4f}")
     return dense.path
+
+
+def _seed(space: SearchSpace, strategy: Any, storage: Storage, dense_path: str | None,
+          display: SearchDisplay) -> None:
+    """Give a strategy that has not asked yet the space's `strategy.seeds`; 'effective' ones
+    read the dense warm start's network. (A resumed strategy replays its seeds from its state.)"""
+    if not space.config.strategy.seeds or strategy.started:
+        return
+    from ranksearch.strategies import seed_strategy
+    from ranksearch.strategies.seeding import needs_dense
+
+    net = None
+    if needs_dense(space) and dense_path is not None:
+        from ranksearch.tune.warmstart import dense_net
+
+        net = dense_net(space, dense_path, storage)
+    seed_strategy(strategy, space, net)
+    display.event(f"{len(strategy.seeds)} seed configurations go first")
 
 
 def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, session: _Session,

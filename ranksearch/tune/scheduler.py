@@ -15,7 +15,9 @@ strategy as status "pruned" with its partial metrics and fidelity (epochs), thro
 Searcher adapter.
 
 `RungLedger` holds the rule and its state without Ray; `MultiObjectiveASHA` is the Tune
-scheduler around it. Fidelity is epochs only: a training-subset fidelity is not implemented.
+scheduler around it. Two fidelities compose: the training-subset size (`training.subset`, a
+fixed stratified part of the training split per search) and the passes over it, which the
+rungs count; a rung's cost in samples is epochs x subset size.
 """
 
 from __future__ import annotations

@@ -69,12 +69,16 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
             metrics[FINAL_KEY] = False
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(state_dir)))
 
-        model = None
+        model = teacher = None
         if dense_path and storage is not None:
-            from ranksearch.tune.warmstart import warm_model
+            from ranksearch.tune.warmstart import dense_net, warm_model
 
-            model = warm_model(space, ranks, dense_path, storage)
-        outcome = train_config(space, ranks, callback=on_epoch, checkpoint_dir=state_dir, model=model)
+            if space.config.training.init == "dense":
+                model = warm_model(space, ranks, dense_path, storage)
+            if space.config.training.distill > 0:
+                teacher = dense_net(space, dense_path, storage)
+        outcome = train_config(space, ranks, callback=on_epoch, checkpoint_dir=state_dir, model=model,
+                               teacher=teacher)
         trial_seconds = time.perf_counter() - t0
         final_dir = workdir / "final"
         _write_final(final_dir, state_dir / CHECKPOINT_NAME, outcome)

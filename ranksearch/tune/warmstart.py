@@ -44,10 +44,34 @@ class DenseStart:
 
 
 def fingerprint(space: SearchSpace) -> dict[str, Any]:
-    """What the dense weights depend on: model, data, per-trial recipe and seed."""
+    """What the dense weights depend on: model, data, the dense recipe and seed."""
     d = space.to_dict()
-    return {"model": d.get("model"), "data": d.get("data"), "training": d.get("training"),
-            "seed": space.seed}
+    return {"model": d.get("model"), "data": d.get("data"),
+            "training": d.get("dense_training") or d.get("training"), "seed": space.seed}
+
+
+def dense_recipe(space: SearchSpace) -> Any:
+    """The dense network's training recipe: `dense_training`, else the per-trial `training`
+    with `init: scratch` and no distillation (it has no teacher)."""
+    cfg = space.config
+    recipe = cfg.dense_training or cfg.training
+    return recipe.model_copy(update={"init": "scratch", "distill": 0.0, "subset": None}) \
+        if cfg.dense_training is None else recipe
+
+
+def install_dense(space: SearchSpace, storage: Storage, name: str, state: dict[str, Any], *,
+                  samples_seen: int, val_accuracy: float) -> str:
+    """Place dense weights trained elsewhere (e.g. once for several searches) where
+    `ensure_dense` finds them for search `name`; the caller accounts for their samples."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
+    _write_bytes(storage, buf.getvalue(), name, DENSE_DIR, DENSE_FILE)
+    storage.write_text(json.dumps({"fingerprint": fingerprint(space), "samples_seen": samples_seen,
+                                   "val_accuracy": val_accuracy, "installed": True}),
+                       name, DENSE_DIR, META_FILE)
+    return storage.path(name, DENSE_DIR, DENSE_FILE)
 
 
 def ensure_dense(space: SearchSpace, storage: Storage, name: str) -> DenseStart:
@@ -67,7 +91,7 @@ def ensure_dense(space: SearchSpace, storage: Storage, name: str) -> DenseStart:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(space.seed)
         net = build_dense(space.config.model, space.input_shape, space.num_classes)
-    outcome = train_model(net, get_splits(space), space.config.training, seed=space.seed,
+    outcome = train_model(net, get_splits(space), dense_recipe(space), seed=space.seed,
                           measure_latency=False)
     if not outcome.ok:
         raise RuntimeError(f"dense warm start: training the dense model failed: {outcome.error}")
@@ -80,11 +104,11 @@ def ensure_dense(space: SearchSpace, storage: Storage, name: str) -> DenseStart:
     return DenseStart(path, outcome.samples_seen, outcome.val_accuracy, False)
 
 
-def warm_model(space: SearchSpace, ranks: tuple[int, ...], dense_path: str, storage: Storage) -> nn.Module:
-    """A trial's model initialised from the dense weights (read once per worker process)."""
+def dense_net(space: SearchSpace, dense_path: str, storage: Storage) -> nn.Module:
+    """The trained dense network (weights read once per worker process)."""
     import torch
 
-    from ranksearch.models import build_dense, build_model
+    from ranksearch.models import build_dense
 
     with _CACHE_LOCK:
         state = _CACHE.get(dense_path)
@@ -94,6 +118,16 @@ def warm_model(space: SearchSpace, ranks: tuple[int, ...], dense_path: str, stor
             state = _CACHE[dense_path] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     net = build_dense(space.config.model, space.input_shape, space.num_classes)
     net.load_state_dict(state)
+    return net
+
+
+def warm_model(space: SearchSpace, ranks: tuple[int, ...], dense_path: str, storage: Storage) -> nn.Module:
+    """A trial's model initialised from the dense weights."""
+    import torch
+
+    from ranksearch.models import build_model
+
+    net = dense_net(space, dense_path, storage)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(space.seed)
         return build_model(space, ranks, dense=net, from_dense=True)

@@ -78,7 +78,7 @@ class FakeSpace:
     def search_size(self) -> int:
         return math.prod(len(e.values) for e in self.elements)
 
-    def check_ranks(self, ranks: Any) -> tuple[int, ...]:
+    def check_ranks(self, ranks: Any, *, field: str = "ranks") -> tuple[int, ...]:
         values = tuple(int(r) for r in ranks)
         if len(values) != self.n_ranks or any(v not in e.values for v, e in zip(values, self.elements, strict=False)):
             raise ValueError(f"bad ranks {values}")

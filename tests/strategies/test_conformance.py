@@ -15,6 +15,7 @@ from fakes import objective
 
 from ranksearch import strategies
 from ranksearch.strategies import StrategyError
+from ranksearch.strategies.base import STATE_VERSION
 from ranksearch.trial import TrialResult
 
 
@@ -193,7 +194,7 @@ def test_state_round_trip_continues_exactly(name, small_space):
     a = strategies.get(name, small_space, seed=8, budget=BUDGET)
     first, in_flight = drive(a, 3, tell_last=False)
     state = json.loads(json.dumps(a.state_dict(), allow_nan=False))
-    assert state["strategy"] == name and state["version"] == 1
+    assert state["strategy"] == name and state["version"] == STATE_VERSION
     b = strategies.get(name, small_space, seed=8, budget=BUDGET)
     b.load_state_dict(state)
     c = strategies.from_state(small_space, state)

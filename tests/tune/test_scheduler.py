@@ -145,3 +145,41 @@ def test_dense_warm_start_is_trained_once_and_charged_to_the_search(ray_runtime,
     # the cached weights are reused, at no new cost
     again = ensure_dense(load_space(path), storage, "warm")
     assert again.reused and again.samples_seen == 0
+
+
+@pytest.mark.ray
+@pytest.mark.mlflow
+def test_subset_trials_distil_from_a_dense_net_trained_with_its_own_recipe(ray_runtime, tmp_path, tracking):
+    """dense_training sets the dense recipe (2 epochs here, trials run 1); trials train on a
+    300-image subset, start from the dense weights and distil from them; weights installed
+    beforehand under the same fingerprint are reused at no cost."""
+    import torch
+
+    from ranksearch import service
+    from ranksearch.models import build_dense
+    from ranksearch.tracking import load_search_cost, load_trials
+    from ranksearch.tune.storage import Storage
+    from ranksearch.tune.warmstart import ensure_dense, fingerprint, install_dense
+
+    dense_recipe = {"epochs": 2, "batch_size": 64, "optimizer": {"name": "adam", "lr": 0.005}}
+    path = write_space(tmp_path / "space.yaml", epochs=1, budget=2,
+                       training={"init": "dense", "subset": 300, "distill": 0.5},
+                       dense_training=dense_recipe)
+    space = load_space(path)
+    assert fingerprint(space)["training"]["epochs"] == 2
+    store = str(tmp_path / "store")
+    outcome = service.search(path, workers=2, name="distil", storage=store, tracking_uri=tracking,
+                             show_progress=False)
+    assert outcome.status == "finished" and outcome.n_ok == 2
+    rows = load_trials(outcome.parent_run_id, outcome.tracking_uri)
+    assert [r["metrics"]["samples_seen"] for r in rows] == [300, 300]
+    cost = load_search_cost(outcome.parent_run_id, outcome.tracking_uri)
+    assert cost["samples_consumed"] == 600 + 2 * 1150  # two dense epochs over 1,150 rows
+    # Installed weights with the same fingerprint: the next search trains no dense network.
+    storage = Storage.parse(store)
+    net = build_dense(space.config.model, space.input_shape, space.num_classes)
+    install_dense(space, storage, "installed", net.state_dict(), samples_seen=123, val_accuracy=0.5)
+    again = ensure_dense(space, storage, "installed")
+    assert again.reused and again.samples_seen == 0
+    loaded = torch.load(again.path, weights_only=True)
+    assert all(torch.equal(loaded[k], v) for k, v in net.state_dict().items())

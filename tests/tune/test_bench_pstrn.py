@@ -1,0 +1,62 @@
+"""`ranksearch bench pstrn` end to end on the small digits space (the real benchmark runs for
+hours on Fashion-MNIST; its stages, accounting and resume are the same code)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tune_helpers import QUICKSTART
+
+from ranksearch.bench import pstrn
+from ranksearch.space import count_params, load_space
+
+pytestmark = [pytest.mark.ray, pytest.mark.mlflow]
+
+
+def test_bench_runs_every_stage_within_its_budget_and_resumes(ray_runtime, tmp_path, capsys):
+    work = tmp_path / "bench"
+    argv = [str(QUICKSTART), "--workdir", str(work), "--strategies", "random", "--budget", "4",
+            "--subset", "300", "--trial-epochs", "2", "--final-top", "2"]
+    assert pstrn.main(argv) == 0
+    report = json.loads((work / "report.json").read_text())
+    space = load_space(QUICKSTART)
+    rows = {r["row"]: r for r in report["rows"]}
+    ours, equal, dense = rows["ranksearch random"], rows["equal-rank TRN (r=7)"], rows["dense lenet300"]
+    assert {"PSTRN-M (published)", "PSTRN-S (published)"} <= set(rows)
+    state = json.loads((work / "bench.json").read_text())
+    search = state["searches"]["random"]
+    assert search["n_trials"] == 4 and search["samples"] > 0
+    # Every configuration trained in full meets the size target; the answer is picked on validation.
+    finals = [r for k, r in state["finals"].items() if k.startswith("random:")]
+    assert 1 <= len(finals) <= 2
+    assert all(count_params(space, f["ranks"]) == f["params"] <= report["max_params"] for f in finals)
+    assert ours["val_accuracy"] == max(f["val_accuracy"] for f in finals)
+    assert ours["compression"] >= pstrn.TARGET_COMPRESSION
+    # Cost: the dense run, the search's trials and every final training, nothing else.
+    assert ours["samples"] == dense["samples"] + search["samples"] + sum(f["samples"] for f in finals)
+    assert equal["samples"] == dense["samples"] + state["finals"]["equal"]["samples"]
+    assert dense["samples"] == space.config.training.epochs * 1150  # digits: 1,150 training rows
+    assert ours["epoch_equivalents"] == pytest.approx(ours["samples"] / 1438, abs=0.05)
+    assert (work / "report.md").read_text().count("\n") == len(report["rows"]) + 2
+    out = capsys.readouterr().out
+    assert "dominates PSTRN-M" in out and "| ranksearch random |" in out
+    # Started again: everything is read back, nothing trains or searches again.
+    before = (work / "bench.json").read_text()
+    assert pstrn.main(argv) == 0
+    after = json.loads((work / "bench.json").read_text())
+    assert after["finals"] == state["finals"] and after["searches"] == state["searches"]
+    assert json.loads(before)["dense"] == after["dense"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--strategies", "nope"], "valid strategies"),
+    (["--final-top", "6"], "1 to 5"),
+    (["--grace", "4", "--trial-epochs", "3"], "--grace 4"),
+    (["missing.yaml"], "not found"),
+])
+def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys, args, message):
+    work = tmp_path / "w"
+    assert pstrn.main(args + ["--workdir", str(work)]) == 2
+    assert message in capsys.readouterr().err
+    assert not work.exists()
