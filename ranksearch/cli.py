@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ranksearch.errors import RanksearchError
+from ranksearch.interrupts import sigterm_as_interrupt
 
 app = typer.Typer(
     name="ranksearch", no_args_is_help=True, add_completion=False,
@@ -297,7 +298,8 @@ def run(
     s = prepared.settings
     err.print(f"search {s.name}: {s.strategy}, budget {s.budget}, {s.workers} at once; experiment folder "
               f"{prepared.storage.display(s.name)}; MLflow {s.tracking_uri}", highlight=False)
-    outcome = service.run_prepared(prepared, show_progress=not quiet, console=err)
+    with sigterm_as_interrupt():
+        outcome = service.run_prepared(prepared, show_progress=not quiet, console=err)
     _report_search(outcome)
     _search_exit(outcome)
 
@@ -314,8 +316,9 @@ def resume(
     """Continue an interrupted search: strategy restored, finished trials never re-run."""
     from ranksearch import service
 
-    outcome = service.resume(search, storage=storage, address=address, workers=workers,
-                             tracking_uri=tracking_uri, show_progress=not quiet, console=err)
+    with sigterm_as_interrupt():
+        outcome = service.resume(search, storage=storage, address=address, workers=workers,
+                                 tracking_uri=tracking_uri, show_progress=not quiet, console=err)
     _report_search(outcome)
     _search_exit(outcome)
 

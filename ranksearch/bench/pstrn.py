@@ -105,6 +105,16 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             "samples": out.samples_seen, "seconds": round(time.time() - started, 1)}
 
 
+def _die_with_parent() -> None:
+    """Pool initializer: a worker ends when the benchmark process does (Linux), so stopping the
+    benchmark never leaves trainings running on their own."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class PstrnBench:
     """The benchmark's stages over one work folder (see the module docstring)."""
 
@@ -250,7 +260,8 @@ class PstrnBench:
         self.log(f"final training: {len(todo)} configurations, {self.args.workers} at a time")
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(self.args.workers, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(self.args.workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_die_with_parent) as pool:
             for row in pool.map(_train_job, todo):
                 finals[row["key"]] = row
                 self.save()

@@ -553,7 +553,9 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
             tuner, searcher = _make_tuner(space, settings, storage, session, strategy, requeue, dense_path)
             session.searcher = searcher
             session.resubmit_missing_models()
-            with display:
+            from ranksearch.interrupts import sigterm_as_interrupt
+
+            with display, sigterm_as_interrupt():
                 _check_capacity(settings, display)
                 t_fit0 = time.perf_counter()
                 session.fit_started_at = time.time()

@@ -322,8 +322,10 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
                 info[key.removeprefix("rs_")] = report[key]
         if report.get("rs_resumed_from"):
             info["resumed_from"] = report["rs_resumed_from"]
+        _where(report, info)
         return TrialResult(ranks=ranks, status=status, metrics=metrics, fidelity=fidelity,
                            error=error, info=info)
+    _where(report, info)
     best = _num(report.get("best_val_accuracy", report.get("val_accuracy")))
     if math.isfinite(best):
         metrics["val_accuracy"] = best
@@ -339,3 +341,12 @@ def _num(v: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return f
+
+
+def _where(report: dict[str, Any], info: dict[str, Any]) -> None:
+    """Where the trial ran (child-run tags): the Ray node id and Tune's node_ip/hostname."""
+    if report.get("rs_node_id"):
+        info["node_id"] = report["rs_node_id"]
+    for key in ("node_ip", "hostname"):
+        if report.get(key):
+            info[key] = report[key]

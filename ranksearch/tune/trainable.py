@@ -108,7 +108,18 @@ def final_metrics(outcome: TrainOutcome, *, trial_seconds: float, started: float
         "latency_ms": outcome.latency_ms if outcome.latency_ms is not None else math.nan,
         "params_measured": outcome.params,
         "rs_resumed_from": resumed_from or "",
+        "rs_node_id": _node_id(),
     }
+
+
+def _node_id() -> str:
+    """The Ray node this trial ran on ('' outside Ray): which machine, on a cluster."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # noqa: BLE001 - bookkeeping only; never fail a trial over it
+        return ""
 
 
 def _finite(v: float) -> float:

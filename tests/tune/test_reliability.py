@@ -176,3 +176,44 @@ def test_a_tracking_server_outage_of_20s_loses_no_trial(ray_runtime, tmp_path):
         assert client.get_run(outcome.parent_run_id).info.status == "FINISHED"
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_search_cleanly_and_resume_finishes_it(ray_runtime, tmp_path):
+    """A scheduler's stop (SIGTERM) is handled like Ctrl-C: exit 130, state 'interrupted', the
+    parent MLflow run closed as KILLED; `resume` then completes the budget."""
+    space = write_space(tmp_path / "space.yaml", epochs=4, budget=5)
+    store, mlruns = tmp_path / "store", tmp_path / "mlruns"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    common = ["--storage", str(store), "--tracking-uri", str(mlruns), "-q"]
+    log = open(tmp_path / "run.log", "wb")
+    proc = subprocess.Popen([str(BIN / "ranksearch"), "run", str(space), "--name", "termed", "--workers", "2",
+                             *common], stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    state_file = store / "termed" / STATE_FILE
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            doc = _read_state(state_file)
+            if doc and len(doc["order"]) >= 1:
+                break
+            assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.05)
+        else:
+            pytest.fail("no trial finished in time:\n" + (tmp_path / "run.log").read_text()[-3000:])
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        stop_group(proc, signal.SIGKILL)
+        log.close()
+    assert code == 130, (tmp_path / "run.log").read_text()[-3000:]
+    before = SearchState.load(Storage.parse(str(store)), "termed")
+    assert before.status == "interrupted" and 1 <= len(before.order) < 5
+    client = _client(before.settings["tracking_uri"])
+    assert client.get_run(before.parent_run_id).info.status == "KILLED"
+
+    main(["resume", "termed", *common])
+    after = SearchState.load(Storage.parse(str(store)), "termed")
+    assert after.status == "finished" and len(after.order) == 5
+    for tid in before.order:
+        assert after.trials[tid].result == before.trials[tid].result
+    assert client.get_run(after.parent_run_id).info.status == "FINISHED"

@@ -55,6 +55,8 @@ def test_search_runs_trials_in_parallel_and_records_everything(ray_runtime, tmp_
     for run in children:
         assert run.info.status == "FINISHED"
         assert json.loads(run.data.params["ranks"]) and run.data.metrics["val_accuracy"] > 0
+        assert run.data.tags["node_id"] == ray_runtime.get_runtime_context().get_node_id()  # where it ran
+        assert run.data.tags["node_ip"] and run.data.tags["hostname"]
         files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
         assert files == {"model/model.pt", "model/rank_config.yaml"}
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id, "pareto")}
