@@ -152,6 +152,9 @@ def train(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (checkpoint, metrics.json).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: the space's).")] = None,
     tracking_uri: TrackingOpt = None,
+    dense: Annotated[Path | None, typer.Option(
+        help="Trained dense weights (a search's dense/dense.pt): cores are decomposed from them "
+             "(the dense warm start); required when the recipe says init: dense or distill > 0.")] = None,
 ) -> None:
     """Train one rank configuration: progress bar, checkpoint, metrics JSON (test accuracy too).
 
@@ -163,7 +166,7 @@ def train(
 
     if is_rank_config_ref(space_file):
         _train_rank_config(space_file, ranks=ranks, epochs=epochs, seed=seed, out_dir=out_dir,
-                           device=device, tracking_uri=tracking_uri)
+                           device=device, tracking_uri=tracking_uri, dense=dense)
         return
     space = _load(Path(space_file))
     vec = _ranks(space, ranks, required=True)
@@ -177,13 +180,43 @@ def train(
     from ranksearch.training import get_splits
 
     get_splits(space, seed=seed)  # a missing data file fails here, before anything is written
+    start = _dense_start(space, vec, training, dense, seed)
     out_dir = out_dir or Path("runs") / "train" / f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    outcome = train_and_report(space, vec, training, seed=seed, out_dir=out_dir)
+    outcome = train_and_report(space, vec, training, seed=seed, out_dir=out_dir, start=start)
     if outcome.status != "ok":
         raise typer.Exit(1)
 
 
-def train_and_report(space, ranks, training, *, seed, out_dir: Path, extra: dict | None = None):
+def _dense_start(space, ranks, training, dense: Path | None, seed: int | None) -> dict:
+    """The model (cores decomposed from `dense`) and distillation teacher a run starts from."""
+    if dense is None:
+        if training.init == "dense" or training.distill > 0:
+            raise RanksearchError(
+                f"the training recipe has init: {training.init}, distill: {training.distill}: pass the "
+                "trained dense weights with --dense PATH (a search keeps them in its experiment folder, "
+                "dense/dense.pt), or set init: scratch and distill: 0")
+        return {}
+    if not dense.is_file():
+        raise RanksearchError(f"--dense {dense}: no such file; give the dense weights a search saved "
+                              "(EXPERIMENT/dense/dense.pt)")
+    import torch
+
+    from ranksearch.models import build_dense, build_model
+
+    net = build_dense(space.config.model, space.input_shape, space.num_classes)
+    try:
+        net.load_state_dict(torch.load(dense, map_location="cpu", weights_only=True))
+    except Exception as exc:  # noqa: BLE001 - any unreadable or mismatched file is a user error
+        raise RanksearchError(f"--dense {dense}: not dense weights of this space's model "
+                              f"({space.config.model.name}): {str(exc).splitlines()[0]}") from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(space.seed if seed is None else seed)
+        model = build_model(space, ranks, dense=net, from_dense=True)
+    return {"model": model, "teacher": net if training.distill > 0 else None}
+
+
+def train_and_report(space, ranks, training, *, seed, out_dir: Path, extra: dict | None = None,
+                     start: dict | None = None):
     """Train with a progress bar, then write metrics.json and print the result."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -201,7 +234,7 @@ def train_and_report(space, ranks, training, *, seed, out_dir: Path, extra: dict
                 f"epoch {m['epoch']}: loss {m['train_loss']:.4f} val_acc {m['val_accuracy']:.4f}"))
 
         outcome = train_config(space, ranks, training=training, seed=seed, callback=on_epoch,
-                               checkpoint_dir=out_dir / "checkpoint", evaluate_test=True)
+                               checkpoint_dir=out_dir / "checkpoint", evaluate_test=True, **(start or {}))
     metrics = {
         "space": space.name, "source": space.source, "ranks": list(ranks),
         "params": count_params(space, ranks), "dense_params": space.dense_params,
@@ -391,7 +424,8 @@ def best(
 
 
 def _train_rank_config(ref: str, *, ranks: str | None, epochs: int | None, seed: int | None,
-                       out_dir: Path | None, device: str | None, tracking_uri: str | None) -> None:
+                       out_dir: Path | None, device: str | None, tracking_uri: str | None,
+                       dense: Path | None = None) -> None:
     """`train CONFIG`: production training of a rank config, logged to MLflow."""
     from ranksearch import service
 
@@ -401,6 +435,7 @@ def _train_rank_config(ref: str, *, ranks: str | None, epochs: int | None, seed:
         raise RanksearchError(f"--device must be auto, cpu or cuda (got {device!r})")
     config = service.load_rank_config(ref, tracking_uri=tracking_uri)
     training = service.training_for(config, epochs=epochs, device=device)
+    start = _dense_start(config.space, config.ranks, training, dense, seed)
     prov = config.provenance
     label = prov.get("trial_id") or "config"
     out_dir = out_dir or Path("runs") / "train" / f"{config.space.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -408,7 +443,8 @@ def _train_rank_config(ref: str, *, ranks: str | None, epochs: int | None, seed:
     run_id = mlrun.start()
     extra = {"rank_config": ref, "provenance": prov, "mlflow_run_id": run_id}
     try:
-        outcome = train_and_report(config.space, config.ranks, training, seed=seed, out_dir=out_dir, extra=extra)
+        outcome = train_and_report(config.space, config.ranks, training, seed=seed, out_dir=out_dir, extra=extra,
+                                   start=start)
         metrics = json.loads((out_dir / "metrics.json").read_text())
         mlrun.finish(outcome, metrics=metrics, out_dir=out_dir)
     except BaseException:
