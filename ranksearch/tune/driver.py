@@ -134,6 +134,7 @@ class _Session:
         self.display = display
         self.model_sink = model_sink
         self.searcher: StrategySearcher | None = None
+        self.scheduler: Any = None  # MO-ASHA (its rungs are saved with the state) or None
         self.counters = display.counters
         self.lock = threading.Lock()  # model-sink callbacks arrive from another thread
         self.proposed_at: dict[str, float] = {}
@@ -151,6 +152,9 @@ class _Session:
             if self.searcher is not None:
                 self.state.strategy_state = self.searcher.strategy.state_dict()
                 self.state.next_index = self.searcher.next_index
+            ledger = getattr(self.scheduler, "ledger", None)
+            if ledger is not None:
+                self.state.scheduler_state = ledger.state_dict()
             try:
                 self.state.save(self.storage)
             except Exception as exc:  # storage hiccup: the next save carries everything again
@@ -702,6 +706,7 @@ def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, 
 
     searcher = StrategySearcher(strategy, max_concurrent=settings.workers,
                                 next_index=session.state.next_index, requeue=requeue, listener=session)
+    scheduler = session.scheduler = make_scheduler(space, session.state.scheduler_state)
     trainable = tune.with_parameters(
         train_trial, space_json=json.dumps(space.to_dict()),
         storage=storage, cpus_per_trial=settings.cpus_per_trial, dense_path=dense_path,
@@ -714,7 +719,7 @@ def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, 
         trainable,
         param_space={},
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=make_scheduler(space), num_samples=-1,
+            search_alg=searcher, scheduler=scheduler, num_samples=-1,
             max_concurrent_trials=settings.workers,
             reuse_actors=True, trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
         ),

@@ -17,7 +17,9 @@ Searcher adapter.
 `RungLedger` holds the rule and its state without Ray; `MultiObjectiveASHA` is the Tune
 scheduler around it. Two fidelities compose: the training-subset size (`training.subset`, a
 fixed stratified part of the training split per search) and the passes over it, which the
-rungs count; a rung's cost in samples is epochs x subset size.
+rungs count; a rung's cost in samples is epochs x subset size. The rungs are saved with the
+search state, so `ranksearch resume` neither re-judges a trial nor judges newcomers against an
+empty rung.
 """
 
 from __future__ import annotations
@@ -84,6 +86,15 @@ class RungLedger:
     def state_dict(self) -> dict[str, Any]:
         return {"eta": self.eta, "milestones": list(self.milestones),
                 "rungs": {str(m): {t: list(v) for t, v in r.items()} for m, r in self.rungs.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the rungs a previous driver recorded (`ranksearch resume`): trials already
+        judged at a rung are not judged again, and later arrivals face the full rung."""
+        if state.get("eta") != self.eta or list(state.get("milestones") or []) != self.milestones:
+            raise ValueError(f"scheduler state has eta {state.get('eta')} and rungs {state.get('milestones')}, "
+                             f"this scheduler eta {self.eta} and rungs {self.milestones}")
+        self.rungs = {m: {str(t): [float(x) for x in v] for t, v in (state["rungs"].get(str(m)) or {}).items()}
+                      for m in self.milestones}
 
 
 def objective_vector(space: SearchSpace, ranks: Sequence[int], result: dict[str, Any]) -> list[float]:
@@ -163,14 +174,18 @@ class MultiObjectiveASHA(FIFOScheduler):
         return state
 
 
-def make_scheduler(space: SearchSpace) -> TrialScheduler | None:
-    """The space's `scheduler:` section as a Tune scheduler; None for FIFO (the default)."""
+def make_scheduler(space: SearchSpace, state: dict[str, Any] | None = None) -> TrialScheduler | None:
+    """The space's `scheduler:` section as a Tune scheduler; None for FIFO (the default).
+    `state`: the rungs a previous driver saved (`RungLedger.state_dict`), restored."""
     spec = space.config.scheduler
     if spec is None or spec.name == "fifo":
         return None
     if spec.fidelity != "epochs":  # pragma: no cover - the schema admits epochs only
         raise ValueError(f"scheduler fidelity {spec.fidelity!r} is not implemented; use 'epochs'")
-    return MultiObjectiveASHA(space, grace_epochs=spec.grace_epochs, reduction_factor=spec.reduction_factor)
+    scheduler = MultiObjectiveASHA(space, grace_epochs=spec.grace_epochs, reduction_factor=spec.reduction_factor)
+    if state:
+        scheduler.ledger.load_state_dict(state)
+    return scheduler
 
 
 def _num(v: Any) -> float:

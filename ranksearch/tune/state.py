@@ -81,6 +81,7 @@ class SearchState:
     parent_run_id: str = ""
     status: str = "created"  # created, running, interrupted, finished, failed
     strategy_state: dict[str, Any] | None = None
+    scheduler_state: dict[str, Any] | None = None  # MO-ASHA's rungs, so a resume keeps them
     next_index: int = 1
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)  # finished trial ids, finishing order
@@ -103,8 +104,8 @@ class SearchState:
             "format": STATE_FORMAT, "version": STATE_VERSION, "name": self.name,
             "status": self.status, "parent_run_id": self.parent_run_id,
             "settings": self.settings, "space": self.space,
-            "strategy_state": self.strategy_state, "next_index": self.next_index,
-            "order": list(self.order),
+            "strategy_state": self.strategy_state, "scheduler_state": self.scheduler_state,
+            "next_index": self.next_index, "order": list(self.order),
             "trials": {tid: rec.to_dict() for tid, rec in self.trials.items()},
             "sessions": self.sessions, "created_at": self.created_at, "updated_at": self.updated_at,
         }
@@ -119,7 +120,8 @@ class SearchState:
         return cls(
             name=str(d["name"]), space=dict(d["space"]), settings=dict(d["settings"]),
             parent_run_id=str(d.get("parent_run_id") or ""), status=str(d.get("status", "created")),
-            strategy_state=d.get("strategy_state"), next_index=int(d.get("next_index", 1)),
+            strategy_state=d.get("strategy_state"), scheduler_state=d.get("scheduler_state"),
+            next_index=int(d.get("next_index", 1)),
             trials={tid: TrialRecord.from_dict(tid, rec) for tid, rec in (d.get("trials") or {}).items()},
             order=[str(t) for t in d.get("order") or []], sessions=list(d.get("sessions") or []),
             created_at=float(d.get("created_at") or 0.0), updated_at=float(d.get("updated_at") or 0.0),

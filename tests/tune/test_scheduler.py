@@ -120,6 +120,18 @@ def test_search_with_mo_asha_prunes_and_finishes_its_budget(ray_runtime, tmp_pat
     assert cost["epoch_equivalents"] == pytest.approx(total / 1438)
     assert total < 6 * 3 * per_epoch  # cheaper than running every trial to its budget
 
+    # The rungs are saved with the search state (so `resume` keeps them): every trial was
+    # judged at the 1-epoch rung, and the stopped ones are exactly those not promoted there.
+    from ranksearch.tune.scheduler import make_scheduler
+    from ranksearch.tune.state import SearchState
+    from ranksearch.tune.storage import Storage
+
+    state = SearchState.load(Storage.parse(str(tmp_path / "store")), "asha")
+    rung = state.scheduler_state["rungs"]["1"]
+    assert sorted(rung) == sorted(by_status)
+    restored = make_scheduler(load_space(space), state.scheduler_state).ledger
+    assert {t for t in rung if not restored.promoted(1, t)} >= set(pruned)
+
 
 # -- dense warm start (training.init: dense) --------------------------------------------------------
 @pytest.mark.ray
@@ -183,3 +195,18 @@ def test_subset_trials_distil_from_a_dense_net_trained_with_its_own_recipe(ray_r
     assert again.reused and again.samples_seen == 0
     loaded = torch.load(again.path, weights_only=True)
     assert all(torch.equal(loaded[k], v) for k, v in net.state_dict().items())
+
+
+def test_rung_state_round_trip_and_mismatch():
+    ledger = RungLedger(grace_epochs=1, reduction_factor=3, max_epochs=9)
+    for i, acc in enumerate([0.5, 0.4, 0.9, 0.95]):
+        ledger.decide(f"t{i}", 1, [-acc, -1.0])
+    again = RungLedger(grace_epochs=1, reduction_factor=3, max_epochs=9)
+    again.load_state_dict(ledger.state_dict())
+    assert again.rungs == ledger.rungs
+    # A trial judged before the restart is not judged again; a newcomer faces the full rung.
+    assert again.decide("t0", 2, [-0.5, -1.0]) and len(again.rungs[1]) == 4
+    assert not again.decide("t9", 1, [-0.45, -1.0])
+    other = RungLedger(grace_epochs=2, reduction_factor=3, max_epochs=9)
+    with pytest.raises(ValueError, match="rungs"):
+        other.load_state_dict(ledger.state_dict())
