@@ -199,19 +199,18 @@ def _dense_start(space, ranks, training, dense: Path | None, seed: int | None) -
     if not dense.is_file():
         raise RanksearchError(f"--dense {dense}: no such file; give the dense weights a search saved "
                               "(EXPERIMENT/dense/dense.pt)")
+    import pickle
+
     import torch
 
-    from ranksearch.models import build_dense, build_model
+    from ranksearch.models import build_warm
 
-    net = build_dense(space.config.model, space.input_shape, space.num_classes)
     try:
-        net.load_state_dict(torch.load(dense, map_location="cpu", weights_only=True))
-    except Exception as exc:  # noqa: BLE001 - any unreadable or mismatched file is a user error
+        state = torch.load(dense, map_location="cpu", weights_only=True)
+        model, net = build_warm(space, ranks, state, seed=space.seed if seed is None else seed)
+    except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as exc:  # unreadable or mismatched
         raise RanksearchError(f"--dense {dense}: not dense weights of this space's model "
                               f"({space.config.model.name}): {str(exc).splitlines()[0]}") from None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(space.seed if seed is None else seed)
-        model = build_model(space, ranks, dense=net, from_dense=True)
     return {"model": model, "teacher": net if training.distill > 0 else None}
 
 
@@ -251,22 +250,6 @@ def train_and_report(space, ranks, training, *, seed, out_dir: Path, extra: dict
     if outcome.error:
         err.print(f"[red]{outcome.error}[/red]")
     return outcome
-
-
-@bench_app.command("layers", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_layers(ctx: typer.Context) -> None:
-    """Tensorized vs. dense layer timings (sequential, reconstruction, auto; tensorly-torch)."""
-    from ranksearch.bench.layers import main as bench_main
-
-    raise typer.Exit(bench_main(list(ctx.args)) or 0)
-
-
-@bench_app.command("strategies", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_strategies(ctx: typer.Context) -> None:
-    """Every strategy on the same work, hypervolume against evaluations, ratios to random."""
-    from ranksearch.bench.strategies import main as bench_main
-
-    raise typer.Exit(bench_main(list(ctx.args)) or 0)
 
 
 # -- searches: run, resume, front, best (and production training from a rank config) ------------
@@ -460,22 +443,6 @@ def _train_rank_config(ref: str, *, ranks: str | None, epochs: int | None, seed:
         raise typer.Exit(1)
 
 
-@bench_app.command("pstrn", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_pstrn(ctx: typer.Context) -> None:
-    """PSTRN's TR-LeNet-5 / Fashion-MNIST benchmark at 1/100 of its training work (resumable)."""
-    from ranksearch.bench.pstrn import main as bench_main
-
-    raise typer.Exit(bench_main(list(ctx.args)) or 0)
-
-
-@bench_app.command("service", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def bench_service(ctx: typer.Context) -> None:
-    """Search overhead: summed trial time / workers vs. wall time, driver cost per trial."""
-    from ranksearch.bench.service import main as bench_main
-
-    raise typer.Exit(bench_main(list(ctx.args)) or 0)
-
-
 # -- cluster jobs: submit, and jobs list/status/logs/stop/resume (ranksearch.submit) ---------------
 jobs_app = typer.Typer(no_args_is_help=True, help="Search jobs on a Ray cluster: list, status, logs, stop, resume.")
 app.add_typer(jobs_app, name="jobs")
@@ -664,6 +631,31 @@ def jobs_resume(
                         shared_storage=shared_storage, workers=workers, ship_code=ship_code, pip=pip or (),
                         env_vars=parse_env(env or ()))
     _submitted(job, follow=follow)
+
+
+# `ranksearch bench NAME ...` runs `ranksearch.bench.NAME.main(args)`: each benchmark parses its own
+# options (also usable as `python -m ranksearch.bench.NAME`).
+_BENCHES = {
+    "layers": "Tensorized vs. dense layer timings (sequential, reconstruction, auto; tensorly-torch).",
+    "strategies": "Every strategy on the same work, hypervolume against evaluations, ratios to random.",
+    "pstrn": "PSTRN's TR-LeNet-5 / Fashion-MNIST benchmark at 1/100 of its training work (resumable).",
+    "service": "Search overhead: summed trial time / workers vs. wall time, driver cost per trial.",
+}
+
+
+def _register_bench(name: str, help_text: str) -> None:
+    def command(ctx: typer.Context) -> None:
+        import importlib
+
+        module = importlib.import_module(f"ranksearch.bench.{name}")
+        raise typer.Exit(module.main(list(ctx.args)) or 0)
+
+    bench_app.command(name, help=help_text,
+                      context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
+
+
+for _name, _help in _BENCHES.items():
+    _register_bench(_name, _help)
 
 
 def _register_dashboard() -> None:

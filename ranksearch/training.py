@@ -244,7 +244,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def _distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hinton's soft-target loss: T^2 * KL(softmax(teacher/T) || softmax(student/T))."""
     t = temperature
-    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher.detach() / t, dim=1),
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
                     reduction="batchmean", log_target=True) * (t * t)
 
 
@@ -333,23 +333,13 @@ class _Run:
 
 
 def _frozen_teacher(teacher: nn.Module, device: torch.device) -> nn.Module:
-    """The distillation teacher on `device`, in eval mode, without gradients (a copy)."""
+    """A copy of the distillation teacher on `device`, in eval mode, its weights frozen."""
     import copy
 
     t = copy.deepcopy(teacher).to(device).eval()
     for p in t.parameters():
         p.requires_grad_(False)
-
-    class _NoGrad(nn.Module):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return self.inner(x)
-
-    return _NoGrad(t)
+    return t
 
 
 class _Trainer:
@@ -477,8 +467,10 @@ class _Trainer:
             logits = model(xb)
             loss = F.cross_entropy(logits, yb, label_smoothing=training.label_smoothing)
             if self.teacher is not None and training.distill > 0:
+                with torch.no_grad():
+                    soft = self.teacher(xb)
                 loss = (1 - training.distill) * loss + training.distill * _distill_loss(
-                    logits, self.teacher(xb), training.distill_temperature)
+                    logits, soft, training.distill_temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if training.grad_clip is not None:

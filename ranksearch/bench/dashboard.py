@@ -19,8 +19,8 @@ navigation's start (the request). Three cases:
   (a first visit while `ranksearch dashboard` has prefetched, as it does at start)
 - warm: browser cache kept too (plotly.js from cache), the usual reopen
 
-The helpers here (servers on loopback, headless Chromium, synthetic searches) are shared with
-tests/dashboard.
+The helpers here (headless Chromium, synthetic searches, the MLflow server) are shared with
+tests/dashboard; loopback server plumbing is in `ranksearch.bench.servers`.
 """
 
 from __future__ import annotations
@@ -31,18 +31,16 @@ import math
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ranksearch.bench.servers import ServerProcess, free_port
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -61,61 +59,11 @@ CHROME_FLAGS = (
 
 
 # -- processes and ports ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def fast_tmpdir(prefix: str) -> Path:
     """A fresh folder on tmpfs when there is one: SQLite's fsyncs make a disk store 5x slower."""
     shm = Path("/dev/shm")
     base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
     return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
-
-
-def wait_http(url: str, proc: subprocess.Popen | None = None, log: Path | None = None,
-              timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"{url}: server exited early:\n{tail}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status < 500:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    tail = log.read_text()[-3000:] if log and log.exists() else ""
-    raise RuntimeError(f"{url} not ready after {timeout} s:\n{tail}")
-
-
-class ServerProcess:
-    """A server started in its own session, so stopping it stops the children it spawned."""
-
-    def __init__(self, cmd: Sequence[str], *, health: str, log: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
-        self.cmd, self.health, self.log, self.env, self.cwd = list(cmd), health, log, env, cwd
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 90.0) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                         cwd=self.cwd, start_new_session=True)
-        wait_http(self.health, self.proc, self.log, timeout)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def migrated_db(path: Path) -> Path:

@@ -76,7 +76,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
     """One 20-epoch production training (runs in a worker process): dense or a rank config."""
     import torch
 
-    from ranksearch.models import build_dense, build_model
+    from ranksearch.models import build_dense, build_warm
     from ranksearch.space import load_space
     from ranksearch.training import get_splits, train_model
 
@@ -84,15 +84,15 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
     space = load_space(job["space"])
     splits = get_splits(space)
     started = time.time()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(space.seed)
-        dense = build_dense(space.config.model, space.input_shape, space.num_classes)
-        if job["ranks"] is None:
-            net, recipe = dense, _final_recipe(space, init="scratch")
-        else:
-            dense.load_state_dict(torch.load(job["dense"], map_location="cpu", weights_only=True))
-            net = build_model(space, tuple(job["ranks"]), dense=dense, from_dense=True)
-            recipe = _final_recipe(space, init="dense")
+    if job["ranks"] is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(space.seed)
+            net = build_dense(space.config.model, space.input_shape, space.num_classes)
+        recipe = _final_recipe(space, init="scratch")
+    else:
+        state = torch.load(job["dense"], map_location="cpu", weights_only=True)
+        net = build_warm(space, tuple(job["ranks"]), state, seed=space.seed)[0]
+        recipe = _final_recipe(space, init="dense")
     ckpt = Path(job["checkpoint_dir"])
     ckpt.mkdir(parents=True, exist_ok=True)
     out = train_model(net, splits, recipe, seed=space.seed, checkpoint_dir=ckpt, evaluate_test=True,

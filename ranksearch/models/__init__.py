@@ -17,7 +17,7 @@ from ranksearch.models.zoo import ZOO
 if TYPE_CHECKING:
     from ranksearch.space import DataSpec, ModelSpec, SearchSpace
 
-__all__ = ["ZOO", "DenseInfo", "build_dense", "build_model", "dense_model_info", "tensorize"]
+__all__ = ["ZOO", "DenseInfo", "build_dense", "build_model", "build_warm", "dense_model_info", "tensorize"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,18 @@ def build_model(space: SearchSpace | Any, ranks: Any = None, *, dense: nn.Module
             layer = lay.build(per_layer[lay.name])
         _set_submodule(net, lay.name, layer)
     return net
+
+
+def build_warm(space: SearchSpace, ranks: Any, dense_state: Mapping[str, torch.Tensor], *,
+               seed: int) -> tuple[nn.Module, nn.Module]:
+    """The dense warm start: (the model at `ranks` with cores decomposed from the trained dense
+    weights `dense_state`, that dense network). Model building is seeded by `seed` inside
+    `fork_rng`, so the caller's RNG is untouched and a (ranks, seed) pair always starts alike."""
+    net = build_dense(space.config.model, space.input_shape, space.num_classes)
+    net.load_state_dict(dense_state)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(space, ranks, dense=net, from_dense=True), net
 
 
 def tensorize(model: nn.Module, ranks: Mapping[str, Sequence[int] | int], *, format: str = "tr",

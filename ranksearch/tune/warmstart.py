@@ -63,15 +63,19 @@ def install_dense(space: SearchSpace, storage: Storage, name: str, state: dict[s
                   samples_seen: int, val_accuracy: float) -> str:
     """Place dense weights trained elsewhere (e.g. once for several searches) where
     `ensure_dense` finds them for search `name`; the caller accounts for their samples."""
+    _save_dense(storage, name, state, {"fingerprint": fingerprint(space), "samples_seen": samples_seen,
+                                       "val_accuracy": val_accuracy, "installed": True})
+    return storage.path(name, DENSE_DIR, DENSE_FILE)
+
+
+def _save_dense(storage: Storage, name: str, state: dict[str, Any], meta: dict[str, Any]) -> None:
+    """dense.pt (CPU tensors), then meta.json: a reader that finds the meta finds the weights."""
     import torch
 
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
     _write_bytes(storage, buf.getvalue(), name, DENSE_DIR, DENSE_FILE)
-    storage.write_text(json.dumps({"fingerprint": fingerprint(space), "samples_seen": samples_seen,
-                                   "val_accuracy": val_accuracy, "installed": True}),
-                       name, DENSE_DIR, META_FILE)
-    return storage.path(name, DENSE_DIR, DENSE_FILE)
+    storage.write_text(json.dumps(meta), name, DENSE_DIR, META_FILE)
 
 
 def ensure_dense(space: SearchSpace, storage: Storage, name: str) -> DenseStart:
@@ -95,20 +99,15 @@ def ensure_dense(space: SearchSpace, storage: Storage, name: str) -> DenseStart:
                           measure_latency=False)
     if not outcome.ok:
         raise RuntimeError(f"dense warm start: training the dense model failed: {outcome.error}")
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
-    _write_bytes(storage, buf.getvalue(), name, DENSE_DIR, DENSE_FILE)
-    storage.write_text(json.dumps({"fingerprint": want, "samples_seen": outcome.samples_seen,
-                                   "val_accuracy": outcome.val_accuracy,
-                                   "epochs": outcome.epochs_done}), name, DENSE_DIR, META_FILE)
+    _save_dense(storage, name, net.state_dict(), {"fingerprint": want, "samples_seen": outcome.samples_seen,
+                                                   "val_accuracy": outcome.val_accuracy,
+                                                   "epochs": outcome.epochs_done})
     return DenseStart(path, outcome.samples_seen, outcome.val_accuracy, False)
 
 
-def dense_net(space: SearchSpace, dense_path: str, storage: Storage) -> nn.Module:
-    """The trained dense network (weights read once per worker process)."""
+def _dense_state(dense_path: str, storage: Storage) -> dict[str, Any]:
+    """The trained dense weights, read once per worker process."""
     import torch
-
-    from ranksearch.models import build_dense
 
     with _CACHE_LOCK:
         state = _CACHE.get(dense_path)
@@ -116,21 +115,23 @@ def dense_net(space: SearchSpace, dense_path: str, storage: Storage) -> nn.Modul
             with storage.fs.open_input_stream(dense_path) as f:
                 data = f.readall()
             state = _CACHE[dense_path] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return state
+
+
+def dense_net(space: SearchSpace, dense_path: str, storage: Storage) -> nn.Module:
+    """The trained dense network (the distillation teacher, the source of effective ranks)."""
+    from ranksearch.models import build_dense
+
     net = build_dense(space.config.model, space.input_shape, space.num_classes)
-    net.load_state_dict(state)
+    net.load_state_dict(_dense_state(dense_path, storage))
     return net
 
 
 def warm_model(space: SearchSpace, ranks: tuple[int, ...], dense_path: str, storage: Storage) -> nn.Module:
     """A trial's model initialised from the dense weights."""
-    import torch
+    from ranksearch.models import build_warm
 
-    from ranksearch.models import build_model
-
-    net = dense_net(space, dense_path, storage)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(space.seed)
-        return build_model(space, ranks, dense=net, from_dense=True)
+    return build_warm(space, ranks, _dense_state(dense_path, storage), seed=space.seed)[0]
 
 
 def _write_bytes(storage: Storage, data: bytes, *parts: str) -> None:

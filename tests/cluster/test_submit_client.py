@@ -4,7 +4,6 @@ the job a search becomes (entrypoint, runtime environment, metadata)."""
 from __future__ import annotations
 
 import shlex
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 from conftest import ROOT, write_space
 
 from ranksearch import submit
+from ranksearch.bench.servers import free_port
 from ranksearch.submit import SubmitError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -242,12 +242,6 @@ def test_job_rows_and_resume_hints():
 
 
 # -- the command line, without a cluster ----------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
@@ -260,7 +254,7 @@ def test_cli_submit_fails_fast_with_clear_messages(tmp_path):
     space = write_space(tmp_path / "space.yaml", epochs=1, budget=1)
     out = _cli("submit", str(space), "--storage", "s3://b/s", "--tracking-uri", "http://m:5000")
     assert out.returncode == 2 and "--address http://HEAD:8265" in out.stderr
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     out = _cli("submit", str(space), "--storage", "s3://b/s", "--tracking-uri", "http://m:5000",
                env={"RAY_ADDRESS": f"http://127.0.0.1:{port}", "RAY_AUTH_TOKEN": TOKEN})
     assert out.returncode == 2 and f"http://127.0.0.1:{port}" in out.stderr and "dashboard" in out.stderr

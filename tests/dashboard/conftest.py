@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ranksearch.bench import dashboard as helpers
+from ranksearch.bench import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
@@ -59,9 +60,9 @@ def stack(work_dir: Path) -> Iterator[Stack]:
     """moto S3 on loopback, and an MLflow server with proxied artifacts in its bucket."""
     import boto3
 
-    port = helpers.free_port()
+    port = servers.free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    moto = helpers.ServerProcess([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+    moto = servers.ServerProcess([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                                  health=f"{endpoint}/moto-api/", log=work_dir / "moto.log")
     server = None
     try:

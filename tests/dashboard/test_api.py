@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ranksearch.bench import dashboard as helpers
+from ranksearch.bench import servers
 
 pytestmark = pytest.mark.mlflow
 
@@ -202,12 +203,12 @@ def test_serve_binds_loopback_by_default(stack, searches, tmp_path):
 
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(dashboard_command).parameters["host"].default == "127.0.0.1"
-    port = helpers.free_port()
+    port = servers.free_port()
     code = f"from ranksearch.dashboard import serve; serve({stack.url!r}, port={port})"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        helpers.wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=60)
+        servers.wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=60)
         listening = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             if Path(table).exists():

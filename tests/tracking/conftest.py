@@ -8,54 +8,21 @@ stopped and started again on the same port and backend, for the outage test.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ranksearch.bench.servers import free_port, stop_group, wait_http
+
 BIN = Path(sys.executable).parent
 BUCKET = "ranksearch-test"
 S3_KEYS = {  # dummy keys for moto, given to the MLflow server only (the client needs none)
     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Stop a server we started, with the children it spawned (own session, so own group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited early:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status < 500:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -70,13 +37,13 @@ def moto_s3(tmp_path_factory):
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{endpoint}/moto-api/", proc, log, timeout=30)
+        wait_http(f"{endpoint}/moto-api/", proc, log, timeout=30)
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
         s3.create_bucket(Bucket=BUCKET)
         yield {"endpoint": endpoint, "bucket": BUCKET, "client": s3}
     finally:
-        _kill_group(proc)
+        stop_group(proc, timeout=10)
 
 
 class MlflowServer:
@@ -102,11 +69,11 @@ class MlflowServer:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                          cwd=self.workdir, start_new_session=True)
-        _wait_http(f"{self.url}/health", self.proc, self.log, timeout=timeout)
+        wait_http(f"{self.url}/health", self.proc, self.log, timeout=timeout)
 
     def stop(self) -> None:
         if self.proc is not None:
-            _kill_group(self.proc)
+            stop_group(self.proc, timeout=10)
             self.proc = None
 
     def is_up(self) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from faulty import expected_status
-from tune_helpers import BIN, MlflowServer, stop_group, write_space
+from tune_helpers import BIN, MlflowServer, child_runs, mlflow_client, stop_group, write_space
 
 from ranksearch import service
 from ranksearch.cli import main
@@ -22,20 +22,6 @@ from ranksearch.tune.state import STATE_FILE, SearchState
 from ranksearch.tune.storage import Storage
 
 pytestmark = [pytest.mark.ray, pytest.mark.mlflow]
-
-
-def _client(uri: str):
-    from mlflow import MlflowClient
-
-    from ranksearch.tracking import resolve_tracking_uri
-
-    return MlflowClient(resolve_tracking_uri(uri))
-
-
-def _children(client, parent_run_id: str) -> list:
-    parent = client.get_run(parent_run_id)
-    return client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=1000)
 
 
 def test_raising_and_diverging_trials_are_recorded_and_the_budget_completes(ray_runtime, tmp_path, tracking):
@@ -56,8 +42,8 @@ def test_raising_and_diverging_trials_are_recorded_and_the_budget_completes(ray_
             assert words in result.error
         seen[words or "ok"] += 1
     assert seen["injected failure"] and seen["non-finite"] and seen["ok"]  # seed 0 mixes all three
-    client = _client(outcome.tracking_uri)
-    runs = {r.data.tags["trial_id"]: r for r in _children(client, outcome.parent_run_id)}
+    client = mlflow_client(outcome.tracking_uri)
+    runs = {r.data.tags["trial_id"]: r for r in child_runs(client, outcome.parent_run_id)}
     assert len(runs) == 6
     for rec in state.finished_trials:
         run = runs[rec.trial_id]
@@ -127,8 +113,8 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(ray_runtime, 
     asks = [tuple(e["ask"]) for e in after.strategy_state["events"] if e.get("ask")]
     assert len(asks) == 6 == len(set(asks))
 
-    client = _client(after.settings["tracking_uri"])
-    runs = _children(client, after.parent_run_id)
+    client = mlflow_client(after.settings["tracking_uri"])
+    runs = child_runs(client, after.parent_run_id)
     per_trial = Counter(r.data.tags["trial_id"] for r in runs)
     assert per_trial == {f"t{i:04d}": 1 for i in range(1, 7)}  # exactly one child run per trial
     assert all(r.info.status in ("FINISHED", "FAILED") and "ranksearch.trial_status" in r.data.tags for r in runs)
@@ -165,8 +151,8 @@ def test_a_tracking_server_outage_of_20s_loses_no_trial(ray_runtime, tmp_path):
         assert outage["up"] - outage["down"] >= 20
         assert outcome.status == "finished" and outcome.n_trials == 4
 
-        client = _client(server.uri)
-        runs = _children(client, outcome.parent_run_id)
+        client = mlflow_client(server.uri)
+        runs = child_runs(client, outcome.parent_run_id)
         assert sorted(r.data.tags["trial_id"] for r in runs) == [f"t{i:04d}" for i in range(1, 5)]
         for run in runs:
             assert run.info.status == "FINISHED" and run.data.tags["ranksearch.trial_status"] == "ok"
@@ -208,7 +194,7 @@ def test_sigterm_stops_a_search_cleanly_and_resume_finishes_it(ray_runtime, tmp_
     assert code == 130, (tmp_path / "run.log").read_text()[-3000:]
     before = SearchState.load(Storage.parse(str(store)), "termed")
     assert before.status == "interrupted" and 1 <= len(before.order) < 5
-    client = _client(before.settings["tracking_uri"])
+    client = mlflow_client(before.settings["tracking_uri"])
     assert client.get_run(before.parent_run_id).info.status == "KILLED"
 
     main(["resume", "termed", *common])

@@ -8,27 +8,13 @@ import json
 
 import pytest
 from rich.console import Console
-from tune_helpers import write_space
+from tune_helpers import child_runs, mlflow_client, write_space
 
 from ranksearch import service
 from ranksearch.tune.state import SearchState
 from ranksearch.tune.storage import Storage
 
 pytestmark = [pytest.mark.ray, pytest.mark.mlflow]
-
-
-def _client(uri: str):
-    from mlflow import MlflowClient
-
-    from ranksearch.tracking import resolve_tracking_uri
-
-    return MlflowClient(resolve_tracking_uri(uri))
-
-
-def _children(client, parent_run_id: str) -> list:
-    parent = client.get_run(parent_run_id)
-    return client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=1000)
 
 
 def test_search_runs_trials_in_parallel_and_records_everything(ray_runtime, tmp_path, tracking):
@@ -46,11 +32,11 @@ def test_search_runs_trials_in_parallel_and_records_everything(ray_runtime, tmp_
     lines = [ln for ln in screen.getvalue().splitlines() if ln.startswith("[")]
     assert len(lines) == 4 and "done 4/4" in lines[-1] and "\x1b[" not in screen.getvalue()
 
-    client = _client(outcome.tracking_uri)
+    client = mlflow_client(outcome.tracking_uri)
     parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == "e2e"
     assert parent.data.params["strategy"] == "random" and parent.data.params["budget"] == "4"
-    children = _children(client, outcome.parent_run_id)
+    children = child_runs(client, outcome.parent_run_id)
     assert sorted(r.data.tags["trial_id"] for r in children) == ["t0001", "t0002", "t0003", "t0004"]
     for run in children:
         assert run.info.status == "FINISHED"

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ranksearch.bench.servers import free_port, stop_group, wait_http  # noqa: F401 (the tests' imports)
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 QUICKSTART = ROOT / "search_spaces" / "quickstart_digits.yaml"
 BIN = Path(sys.executable).parent
+
+
+def mlflow_client(uri: str):
+    """A client for a search's tracking URI as the service resolves it."""
+    from mlflow import MlflowClient
+
+    from ranksearch.tracking import resolve_tracking_uri
+
+    return MlflowClient(resolve_tracking_uri(uri))
+
+
+def child_runs(client, parent_run_id: str) -> list:
+    """Every trial run of a search (the parent's children)."""
+    parent = client.get_run(parent_run_id)
+    return client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=1000)
 
 
 def write_space(path: Path, *, epochs: int = 1, budget: int = 4, model: dict | None = None,
@@ -32,40 +46,6 @@ def write_space(path: Path, *, epochs: int = 1, budget: int = 4, model: dict | N
     data.update(top)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-    """Stop a process we started, and the children it spawned (it runs in its own session)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited early:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status < 500:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 class MlflowServer:
