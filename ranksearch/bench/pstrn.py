@@ -216,13 +216,11 @@ class PstrnBench:
                                      show_progress=False)
         else:
             outcome = None
-        from ranksearch.tracking import client_for, load_trials
+        from ranksearch.tracking import load_search_cost, load_trials
 
         ref = service.locate_search(name, tracking_uri=tracking, storage=storage)
         trials = load_trials(ref.parent_run_id, tracking)
-        parent = client_for(tracking).get_run(ref.parent_run_id).data.metrics
-        samples = int(parent.get("samples_consumed")
-                      or sum(int(t["metrics"].get("samples_seen") or 0) for t in trials))
+        samples = load_search_cost(ref.parent_run_id, tracking)["samples_consumed"] or 0
         row = {"name": name, "tracking_uri": tracking, "parent_run_id": ref.parent_run_id,
                "n_trials": len(trials), "n_ok": sum(t["status"] == "ok" for t in trials),
                "n_pruned": sum(t["status"] == "pruned" for t in trials),
