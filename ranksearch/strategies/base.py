@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import numpy as np
 
 from ranksearch.errors import RanksearchError
+from ranksearch.objectives import ACCURACY, COST_OBJECTIVES, Objectives
 from ranksearch.trial import RankConfig, TrialResult
 
 if TYPE_CHECKING:
@@ -46,11 +47,7 @@ if TYPE_CHECKING:
 STATE_FORMAT = "ranksearch.strategy"
 STATE_VERSION = 2  # 2 added "seeds"; version 1 states (no seeds) still load
 _READABLE_VERSIONS = (1, 2)
-ACCURACY = "val_accuracy"
-#: Objectives known before training, from the closed-form counts.
-COST_OBJECTIVES = ("params", "compression_ratio", "flops")
-#: Worst value of a measured objective, used for failed or non-finite results.
-_WORST_MEASURED = 1e12
+__all__ = ["ACCURACY", "COST_OBJECTIVES", "Observation", "Proposal", "Strategy", "StrategyError"]
 
 
 class StrategyError(RanksearchError, ValueError):
@@ -111,12 +108,11 @@ class Strategy:
         self.n = len(self.elements)
         self.values: tuple[tuple[int, ...], ...] = tuple(tuple(e.values) for e in self.elements)
         self._allowed = tuple(frozenset(v) for v in self.values)
-        constraints = space.config.constraints
-        self.max_params: int | None = constraints.max_params
-        self.min_compression: float | None = constraints.min_compression
-        self.objectives: tuple[tuple[str, str], ...] = tuple(
-            (o.name, o.sense) for o in space.config.objectives
-        )
+        #: Directions, scales, worst values and constraints: the one shared definition.
+        self.goals = Objectives.from_space(space)
+        self.max_params: int | None = self.goals.max_params
+        self.min_compression: float | None = self.goals.min_compression
+        self.objectives: tuple[tuple[str, str], ...] = tuple(self.goals.pairs)
         self._params_cache: dict[RankConfig, int] = {}
         self._flops_cache: dict[RankConfig, int] = {}
         # protocol state
@@ -332,12 +328,8 @@ class Strategy:
     def feasible(self, ranks: Sequence[int]) -> bool:
         """True when the configuration meets the hard constraints known before training."""
         if self.max_params is None and self.min_compression is None:
-            return True
-        p = self.params(ranks)
-        if self.max_params is not None and p > self.max_params:
-            return False
-        return not (self.min_compression is not None
-                    and self.space.dense_params / p < self.min_compression)
+            return True  # no need to count parameters
+        return self.goals.feasible(self.params(ranks))
 
     def is_new(self, ranks: Sequence[int]) -> bool:
         """True when the configuration was never proposed nor told."""
@@ -353,10 +345,24 @@ class Strategy:
 
     def cost_vector(self, ranks: Sequence[int]) -> tuple[float, ...]:
         """The minimisation vector's known-before-training part; measured objectives are nan."""
-        out = []
-        for name, sense in self.objectives:
-            out.append(self._cost_value(name, sense, ranks) if name in COST_OBJECTIVES else math.nan)
-        return tuple(out)
+        f = self.goals.vector({}, cost=self.costs(ranks), usable=True)
+        return tuple(math.nan if not o.is_cost else v for o, v in zip(self.goals.items, f, strict=True))
+
+    def worst_vector(self, ranks: Sequence[int]) -> tuple[float, ...]:
+        """The vector of a configuration never measured: exact costs, worst measured values."""
+        return self.goals.vector({}, cost=self.costs(ranks), usable=False)
+
+    def costs(self, ranks: Sequence[int]) -> dict[str, float]:
+        """The closed-form cost metrics among the objectives (FLOPs only when asked for)."""
+        out: dict[str, float] = {}
+        names = self.goals.names
+        if "params" in names or "compression_ratio" in names:
+            p = self.params(ranks)
+            out["params"] = float(p)
+            out["compression_ratio"] = self.space.dense_params / p
+        if "flops" in names:
+            out["flops"] = float(max(self.flops(ranks), 1))
+        return out
 
     # -- internals ----------------------------------------------------------------------------
     def _next(self) -> RankConfig | None:
@@ -436,34 +442,13 @@ class Strategy:
                 f"max_params={self.max_params}, min_compression={self.min_compression}); "
                 "loosen the constraints or lower the rank bounds")
 
-    def _cost_value(self, name: str, sense: str, ranks: Sequence[int]) -> float:
-        if name == "params":
-            v = math.log10(self.params(ranks))
-        elif name == "compression_ratio":
-            v = math.log10(self.compression(ranks))
-        else:
-            v = math.log10(max(self.flops(ranks), 1))
-        return -v if sense == "max" else v
-
     def _observation(self, trial_id: str, ranks: RankConfig, result: TrialResult,
                      asked: bool) -> Observation:
-        measured = [name for name, _ in self.objectives if name not in COST_OBJECTIVES]
-        values = {name: result.value(name) for name in measured}
-        usable = result.status in ("ok", "pruned") and all(math.isfinite(v) for v in values.values())
-        f = []
-        for name, sense in self.objectives:
-            if name in COST_OBJECTIVES:
-                f.append(self._cost_value(name, sense, ranks))
-                continue
-            v = values[name]
-            if not usable:
-                worst_acc = 0.0 if sense == "max" else 1.0
-                v = worst_acc if name == ACCURACY else (
-                    -_WORST_MEASURED if sense == "max" else _WORST_MEASURED)
-            f.append(-v if sense == "max" else v)
+        usable = self.goals.usable(result)
+        f = self.goals.vector(result, cost=self.costs(ranks), usable=usable)
         acc = result.value(ACCURACY)
         return Observation(
-            trial_id=trial_id, ranks=ranks, status=result.status, usable=usable, f=tuple(f),
+            trial_id=trial_id, ranks=ranks, status=result.status, usable=usable, f=f,
             accuracy=acc if usable and math.isfinite(acc) else 0.0, params=self.params(ranks),
             fidelity=float(result.fidelity), asked=asked, result=result,
         )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
@@ -142,7 +141,7 @@ class OptunaStrategy(Strategy):
             return
         excess = self._excess(ranks)
         if excess > 0:
-            self._complete(trial, [0.0 if math.isnan(v) else v for v in self.cost_vector(ranks)], excess)
+            self._complete(trial, self.worst_vector(ranks), excess)
         else:
             with _quiet():
                 self._study.tell(trial, state=TrialState.FAIL)

@@ -23,7 +23,6 @@ random generator. On top of it, what we know before training is used:
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -43,7 +42,7 @@ from pymoo.problems.static import StaticProblem
 
 from ranksearch.pareto import rank_and_crowding_order
 from ranksearch.strategies import sampling
-from ranksearch.strategies.base import COST_OBJECTIVES, Observation, Proposal, Strategy, StrategyError
+from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
 from ranksearch.trial import RankConfig
 
 
@@ -149,8 +148,8 @@ class _EvolutionBase(Strategy):
         f = self._f.get(ranks)
         if f is not None:
             return f
-        # never evaluated (budget ran out, or infeasible beyond repair): worst accuracy, known cost
-        return tuple(0.0 if math.isnan(v) else v for v in self.cost_vector(ranks))
+        # never evaluated (budget ran out, or infeasible beyond repair): known cost, worst measured
+        return self.worst_vector(ranks)
 
     # -- protocol hooks -----------------------------------------------------------------------
     def _observe(self, obs: Observation) -> None:
@@ -242,7 +241,7 @@ class _EvolutionBase(Strategy):
             return pop[: self.offspring]
         known = list(self._f)
         K = np.log(np.array(known, dtype=float))
-        acc_idx = [i for i, (name, _) in enumerate(self.objectives) if name not in COST_OBJECTIVES]
+        acc_idx = [i for i, o in enumerate(self.goals.items) if not o.is_cost]
         Fk = np.array([self._f[r] for r in known], dtype=float)
         C = np.log(np.array(ranks, dtype=float))
         d = np.sqrt(((C[:, None, :] - K[None, :, :]) ** 2).sum(axis=2)) + 1e-9

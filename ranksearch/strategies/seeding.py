@@ -36,6 +36,7 @@ lowest to the highest configuration, and picks seeds spread along the feasible p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -289,22 +290,20 @@ def _check_n(n: Any) -> None:
 
 def _feasible_fn(space: SearchSpace, max_params: int | None,
                  min_compression: float | None) -> Callable[[RankConfig], bool]:
-    """The hard-constraint test `Strategy.feasible` applies, with the given (or the space's)
-    limits."""
+    """The hard-constraint test `Strategy.feasible` applies (`Objectives.feasible`), with the
+    given (or the space's) limits."""
+    from ranksearch.objectives import Objectives
     from ranksearch.space import count_params
 
-    constraints = space.config.constraints
-    max_params = constraints.max_params if max_params is None else max_params
-    min_compression = constraints.min_compression if min_compression is None else min_compression
-    dense = space.dense_params
+    goals = Objectives.from_space(space)
+    goals = dataclasses.replace(
+        goals, max_params=goals.max_params if max_params is None else max_params,
+        min_compression=goals.min_compression if min_compression is None else min_compression)
 
     def feasible(ranks: RankConfig) -> bool:
-        if max_params is None and min_compression is None:
+        if goals.max_params is None and goals.min_compression is None:
             return True
-        p = count_params(space, ranks)
-        if max_params is not None and p > max_params:
-            return False
-        return not (min_compression is not None and dense / p < min_compression)
+        return goals.feasible(count_params(space, ranks))
 
     return feasible
 
