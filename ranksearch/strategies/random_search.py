@@ -12,8 +12,15 @@ from ranksearch.trial import RankConfig
 class RandomSearch(Strategy):
     """Every element drawn uniformly from its allowed values; infeasible draws are repaired.
 
-    The reference the benchmark divides by: it knows nothing of the compression axis.
+    The reference the benchmark divides by: it knows nothing of the compression axis. When
+    `DRAWS` draws in a row meet only seen configurations (under a tight `max_params` repairs
+    pile up on a few small ones, and each costs hundreds of parameter counts), it stops
+    drawing for good and picks each next configuration by `sampling.find_unseen` instead, so
+    the space is declared exhausted only when it is.
     """
+
+    #: Failed draws in a row after which drawing is given up.
+    DRAWS = 20
 
     name = "random"
 
@@ -24,11 +31,17 @@ class RandomSearch(Strategy):
             raise StrategyError(f"strategy '{self.name}': batch_size must be a positive integer, "
                                 f"got {batch_size!r}")
         self.batch_size = batch_size
+        self._draws_futile = False
 
     def _propose(self, limit: int) -> Iterable[RankConfig]:
         out: list[RankConfig] = []
         for _ in range(min(limit, self.batch_size)):
-            cand = sampling.new_feasible(self, self.rng, exclude=set(out))
+            cand = None
+            if not self._draws_futile:
+                cand = sampling.draw_feasible(self, self.rng, tries=self.DRAWS, exclude=set(out))
+                self._draws_futile = cand is None
+            if cand is None:
+                cand = sampling.find_unseen(self, self.rng, exclude=set(out))
             if cand is None:
                 self.mark_exhausted()
                 break

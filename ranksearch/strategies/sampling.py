@@ -127,18 +127,71 @@ def new_feasible(strategy: Strategy, rng: np.random.Generator,
                  exclude: set[RankConfig] | frozenset[RankConfig] = frozenset()) -> RankConfig | None:
     """A configuration never seen before that meets the constraints, or None when there is none.
 
-    Draws (uniformly unless `draw` is given) and repairs; when draws keep hitting seen
-    configurations, small spaces are enumerated so that exhaustion is detected exactly.
+    Draws (uniformly unless `draw` is given) and repairs, up to `tries` times. When the draws
+    keep meeting seen configurations (a tight `max_params` repairs most draws onto the same few
+    small ones), `find_unseen` settles it: None means no unseen feasible configuration exists.
     """
+    cand = draw_feasible(strategy, rng, draw, tries=tries, exclude=exclude)
+    return cand if cand is not None else find_unseen(strategy, rng, exclude=exclude)
+
+
+def draw_feasible(strategy: Strategy, rng: np.random.Generator,
+                  draw: Callable[[], Sequence[int]] | None = None, *, tries: int = 200,
+                  exclude: set[RankConfig] | frozenset[RankConfig] = frozenset(),
+                  ) -> RankConfig | None:
+    """Up to `tries` draws, each repaired; the first unseen one, or None (which proves nothing)."""
     draw = draw or (lambda: uniform(strategy, rng))
     for _ in range(tries):
         cand = repair(strategy, draw())
         if cand is not None and strategy.is_new(cand) and cand not in exclude:
             return cand
+    return None
+
+
+def find_unseen(strategy: Strategy, rng: np.random.Generator, *,
+                exclude: set[RankConfig] | frozenset[RankConfig] = frozenset()) -> RankConfig | None:
+    """An unseen feasible configuration, or None when provably none is left: small spaces are
+    enumerated (one pick, uniform over what is left), larger ones searched by `search_unseen`."""
     left = unseen_feasible(strategy, exclude=exclude)
     if left is None:
-        return None
+        return search_unseen(strategy, rng, exclude=exclude)
     return left[int(rng.integers(len(left)))] if left else None
+
+
+def search_unseen(strategy: Strategy, rng: np.random.Generator, *,
+                  exclude: set[RankConfig] | frozenset[RankConfig] = frozenset(),
+                  ) -> RankConfig | None:
+    """An unseen feasible configuration by a randomised depth-first search, or None if none exists.
+
+    Elements are fixed one at a time (in a random order, each trying its values in a random
+    order) while the others wait at their lowest values. The parameter count grows with every
+    rank, so the constraints (an upper bound on it) hold for some completion of a partial
+    configuration exactly when they hold with the rest at their lowest: branches that fail this
+    are cut, and every branch entered holds a feasible configuration. The search therefore meets
+    at most (seen + 1) feasible configurations and checks at most n * max(values) candidates
+    per configuration met, and a None answer is a proof that none is left, on any space size.
+    """
+    if not strategy.feasible(strategy.lowest):
+        return None
+    order = [int(i) for i in rng.permutation(strategy.n)]
+    cfg = list(strategy.lowest)
+
+    def descend(depth: int) -> RankConfig | None:
+        if depth == strategy.n:
+            ranks = tuple(cfg)
+            return ranks if strategy.is_new(ranks) and ranks not in exclude else None
+        i = order[depth]
+        values = strategy.values[i]
+        for j in rng.permutation(len(values)):
+            cfg[i] = values[int(j)]
+            if strategy.feasible(cfg):
+                found = descend(depth + 1)
+                if found is not None:
+                    return found
+        cfg[i] = values[0]
+        return None
+
+    return descend(0)
 
 
 def unseen_feasible(strategy: Strategy, *, exclude: set[RankConfig] | frozenset[RankConfig] = frozenset(),
