@@ -22,11 +22,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ranksearch.strategies import sampling
-from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
+from ranksearch.strategies.base import Proposal, StrategyError
+from ranksearch.strategies.batch import BatchStrategy
 from ranksearch.trial import RankConfig
 
 
-class BeamSearch(Strategy):
+class BeamSearch(BatchStrategy):
     """Descent from high ranks, one element one step at a time, keeping the best `width`.
 
     `width=None` picks the widest beam (up to 4) whose whole descent fits in the budget.
@@ -59,8 +60,6 @@ class BeamSearch(Strategy):
         self.beam: list[RankConfig] = []
         self.step = 0
         self.descent = 0
-        self._acc: dict[RankConfig, float] = {}
-        self._waiting: set[RankConfig] = set()
         self._pending_children: list[tuple[RankConfig, int, RankConfig]] = []
         self._cost: dict[int, list[float]] = {}  # element -> accuracy lost per log10 param saved
         self._start_cfg: RankConfig | None = None
@@ -79,7 +78,7 @@ class BeamSearch(Strategy):
     def _efficiency(self, parent: RankConfig, child: RankConfig) -> float:
         """Accuracy lost per decade of parameters saved (lower is better)."""
         saved = math.log10(self.params(parent)) - math.log10(self.params(child))
-        return (self._acc[parent] - self._acc[child]) / max(saved, 1e-9)
+        return (self.known[parent].accuracy - self.known[child].accuracy) / max(saved, 1e-9)
 
     def _reached_target(self, ranks: RankConfig) -> bool:
         return self.targets is not None and self.compression(ranks) >= max(self.targets)
@@ -100,23 +99,16 @@ class BeamSearch(Strategy):
                 steps += cfg is not None
         return int(min(4, max(1, self.budget // max(1, steps * self.children))))
 
-    def _observe(self, obs: Observation) -> None:
-        self._acc.setdefault(obs.ranks, obs.accuracy)
-        self._waiting.discard(obs.ranks)
-
-    def _propose(self, limit: int) -> Iterable[Proposal]:
-        if self._waiting:
-            return []
+    def _next_batch(self, limit: int) -> Iterable[Proposal]:
         for _ in range(10_000):  # steps made only of measured configurations cost nothing
             if not self.beam:
                 start = self._start_cfg
                 if start is None:
                     self.mark_exhausted()
                     return []
-                if start not in self._acc:
+                if start not in self.known:
                     if not self.is_new(start):
                         return []  # asked, still running
-                    self._waiting = {start}
                     return [Proposal(start, {"beam_step": 0, "descent": self.descent})]
                 self.beam = [start]
                 continue
@@ -130,13 +122,12 @@ class BeamSearch(Strategy):
                     return []
                 continue
             self._pending_children = chosen
-            new = list(dict.fromkeys(c for _, _, c in chosen if c not in self._acc and self.is_new(c)))
-            unknown_running = [c for _, _, c in chosen if c not in self._acc and not self.is_new(c)]
+            new = list(dict.fromkeys(c for _, _, c in chosen if c not in self.known and self.is_new(c)))
+            unknown_running = [c for _, _, c in chosen if c not in self.known and not self.is_new(c)]
             if unknown_running:
                 return []  # told elsewhere or in flight: wait for it
             if new:
                 new = new[:limit]
-                self._waiting = set(new)
                 info = {"beam_step": self.step + 1, "descent": self.descent}
                 return [Proposal(c, info) for c in new]
         self.mark_exhausted()
@@ -155,7 +146,7 @@ class BeamSearch(Strategy):
                 if child is None or child in taken or not self.feasible(child):
                     continue
                 history = self._cost.get(i)
-                known = child in self._acc
+                known = child in self.known
                 # untried elements first; measured children are free; then the cheapest
                 est = -math.inf if history is None else float(np.mean(history[-3:]))
                 saving = math.log10(self.params(parent)) - math.log10(self.params(child))
@@ -170,7 +161,7 @@ class BeamSearch(Strategy):
         """Score the measured children and keep the best `width` as the next beam."""
         scored = []
         for parent, i, child in self._pending_children:
-            if child not in self._acc:
+            if child not in self.known:
                 continue  # the budget ran out before it was evaluated
             eff = self._efficiency(parent, child)
             self._cost.setdefault(i, []).append(eff)

@@ -42,7 +42,8 @@ from pymoo.problems.static import StaticProblem
 
 from ranksearch.pareto import rank_and_crowding_order
 from ranksearch.strategies import sampling
-from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
+from ranksearch.strategies.base import Proposal, StrategyError
+from ranksearch.strategies.batch import BatchStrategy
 from ranksearch.trial import RankConfig
 
 
@@ -82,7 +83,7 @@ def centred_grid(values: Sequence[int], centre: int, step: int, count: int) -> t
     return tuple(sorted(snapped))
 
 
-class _EvolutionBase(Strategy):
+class _EvolutionBase(BatchStrategy):
     """NSGA-II generations over a `Grid`; subclasses decide the grid of each phase."""
 
     def __init__(self, space, *, seed, budget, population: int, offspring: int | None,
@@ -114,8 +115,6 @@ class _EvolutionBase(Strategy):
         self._problem: Any = None
         self._gen_pop: Any = None
         self._gen_ranks: list[RankConfig] = []
-        self._waiting: set[RankConfig] = set()
-        self._f: dict[RankConfig, tuple[float, ...]] = {}
         self._allow: set[RankConfig] = set()
 
     # -- pymoo plumbing -----------------------------------------------------------------------
@@ -145,20 +144,14 @@ class _EvolutionBase(Strategy):
         self._gen_pop, self._gen_ranks = None, []
 
     def _f_or_worst(self, ranks: RankConfig) -> tuple[float, ...]:
-        f = self._f.get(ranks)
-        if f is not None:
-            return f
+        obs = self.known.get(ranks)
+        if obs is not None:
+            return obs.f
         # never evaluated (budget ran out, or infeasible beyond repair): known cost, worst measured
         return self.worst_vector(ranks)
 
     # -- protocol hooks -----------------------------------------------------------------------
-    def _observe(self, obs: Observation) -> None:
-        self._f.setdefault(obs.ranks, obs.f)
-        self._waiting.discard(obs.ranks)
-
-    def _propose(self, limit: int) -> Iterable[Proposal]:
-        if self._waiting:
-            return []
+    def _next_batch(self, limit: int) -> Iterable[Proposal]:
         if self._gen_pop is not None:
             self._tell_generation()
             self.generation += 1
@@ -175,12 +168,12 @@ class _EvolutionBase(Strategy):
                 pop = self._screen(pop)
             ranks = [self.grid.decode(x) for x in pop.get("X")]
             self._gen_pop, self._gen_ranks = pop, ranks
-            new = [r for r in dict.fromkeys(ranks) if r not in self._f and self.feasible(r)
+            new = [r for r in dict.fromkeys(ranks) if r not in self.known and self.feasible(r)
                    and self.is_new(r)][:limit]
             # members asked before and still running (seeds in the first population): wait
-            running = {r for r in ranks if r not in self._f and r in self._outstanding}
+            running = {r for r in ranks if r not in self.known and r in self._outstanding}
             if new or running:
-                self._waiting = set(new) | running
+                self.wait_for(running)
                 info = {"generation": self.generation, "phase": self.phase}
                 return [Proposal(r, info) for r in new]
             self._tell_generation()
@@ -237,12 +230,12 @@ class _EvolutionBase(Strategy):
         inverse-distance weights); cost objectives are exact.
         """
         ranks = [self.grid.decode(x) for x in pop.get("X")]
-        if len(ranks) <= self.offspring or len(self._f) < 3:
+        if len(ranks) <= self.offspring or len(self.known) < 3:
             return pop[: self.offspring]
-        known = list(self._f)
+        known = list(self.known)
         K = np.log(np.array(known, dtype=float))
         acc_idx = [i for i, o in enumerate(self.goals.items) if not o.is_cost]
-        Fk = np.array([self._f[r] for r in known], dtype=float)
+        Fk = np.array([self.known[r].f for r in known], dtype=float)
         C = np.log(np.array(ranks, dtype=float))
         d = np.sqrt(((C[:, None, :] - K[None, :, :]) ** 2).sum(axis=2)) + 1e-9
         k = min(5, len(known))
@@ -275,7 +268,7 @@ class NoRevisit(DuplicateElimination):
         if other is None:
             seen: set[RankConfig] = set()
             for i, r in enumerate(ranks):
-                if r in seen or (r not in s._allow and (r in s._f or not s.is_new(r))):
+                if r in seen or (r not in s._allow and (r in s.known or not s.is_new(r))):
                     is_duplicate[i] = True
                 seen.add(r)
         else:
@@ -418,9 +411,9 @@ class PSTRN(_EvolutionBase):
     def _switch(self) -> None:
         """Re-centre every element on its mode among the top-k, narrow the step, restart the GA."""
         self.phase += 1
-        known = list(self._f)
+        known = list(self.known)
         if known:
-            F = np.array([self._f[r] for r in known], dtype=float)
+            F = np.array([self.known[r].f for r in known], dtype=float)
             top = [known[i] for i in rank_and_crowding_order(F)[: self.top_k]]
             self.centres = tuple(
                 _mode([r[j] for r in top], prefer=self.centres[j]) for j in range(self.n)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ranksearch.strategies import sampling
-from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
+from ranksearch.strategies.base import Proposal, StrategyError
+from ranksearch.strategies.batch import BatchStrategy
 from ranksearch.trial import RankConfig
 
 _REWARDS = ("accuracy_log", "error_log")
@@ -97,7 +98,7 @@ class Episode:
     reward: float | None = None
 
 
-class PolicyGradient(Strategy):
+class PolicyGradient(BatchStrategy):
     """PPO (default) or REINFORCE over per-element rank levels, conditioned on lambda."""
 
     name = "rl"
@@ -145,8 +146,6 @@ class PolicyGradient(Strategy):
         self.batch = 0
         self.episode_count = 0
         self._batch: list[Episode] = []
-        self._waiting: set[RankConfig] = set()
-        self._acc: dict[RankConfig, float] = {}
         self._baseline: dict[float, float] = {}
         self._level_values: list[list[int]] = []
         self._layer_of: list[float] = []
@@ -224,13 +223,7 @@ class PolicyGradient(Strategy):
         return accuracy - lam * math.log(params / dense)
 
     # -- protocol hooks -----------------------------------------------------------------------
-    def _observe(self, obs: Observation) -> None:
-        self._acc.setdefault(obs.ranks, obs.accuracy)
-        self._waiting.discard(obs.ranks)
-
-    def _propose(self, limit: int) -> Iterable[Proposal]:
-        if self._waiting:
-            return []
+    def _next_batch(self, limit: int) -> Iterable[Proposal]:
         if self._batch:
             self._learn()
         explore = 1.0 if self.batch < self.warmup else 0.0
@@ -241,13 +234,12 @@ class PolicyGradient(Strategy):
                 self.episode_count += 1
                 batch.append(self._rollout(lam, explore))
             self._batch = batch
-            new = [ep.ranks for ep in batch if ep.ranks not in self._acc]
+            new = [ep.ranks for ep in batch if ep.ranks not in self.known]
             new = list(dict.fromkeys(r for r in new if self.is_new(r)))[:limit]
             if new:
-                self._waiting = set(new)
                 info = {"rl_batch": self.batch}
                 return [Proposal(r, info) for r in new]
-            if any(ep.ranks not in self._acc for ep in batch):
+            if any(ep.ranks not in self.known for ep in batch):
                 return []  # in flight elsewhere
             self._learn()
             explore = min(1.0, max(0.1, 2.0 * explore))  # the policy repeats itself: explore more
@@ -256,19 +248,18 @@ class PolicyGradient(Strategy):
             self.mark_exhausted()
             return []
         self._batch = []
-        self._waiting = {cand}
         return [Proposal(cand, {"rl_batch": self.batch, "fallback": True})]
 
     def _learn(self) -> None:
         """One policy update from the finished batch (episodes without a result are skipped)."""
         assert self.policy is not None
-        done = [ep for ep in self._batch if ep.ranks in self._acc]
+        done = [ep for ep in self._batch if ep.ranks in self.known]
         self._batch = []
         self.batch += 1
         if not done:
             return
         for ep in done:
-            ep.reward = self.reward(self._acc[ep.ranks], self.params(ep.ranks), ep.lam)
+            ep.reward = self.reward(self.known[ep.ranks].accuracy, self.params(ep.ranks), ep.lam)
         adv = []
         for ep in done:
             base = self._baseline.get(ep.lam)

@@ -267,7 +267,7 @@ def test_pstrn_phases_narrow_around_the_best(lenet_space):
     assert first_switch >= 75 and phases.index(2) >= 120
     last_grid = steps[-1][1]
     assert all(len(c) == 5 and c[-1] - c[0] == 4 for c in last_grid)  # step 1, 5 candidates
-    assert len(set(s._f)) == len(s.observations)  # nothing evaluated twice
+    assert len(set(s.known)) == len(s.observations)  # nothing evaluated twice
 
 
 def test_pstrn_option_validation(small_space):
