@@ -14,10 +14,14 @@ strategy is requested, so `import ranksearch.strategies` stays cheap.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
+import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
+from ranksearch.strategies.options import StrategyOptions, option
 
 if TYPE_CHECKING:
     from torch import nn
@@ -25,20 +29,30 @@ if TYPE_CHECKING:
     from ranksearch.space import SearchSpace
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "Observation",
     "Proposal",
     "Strategy",
     "StrategyError",
+    "StrategyOptions",
     "available",
+    "catalog",
+    "check_options",
     "from_space",
     "from_state",
     "get",
+    "option",
     "options",
     "register",
     "seed_strategy",
+    "strategy_class",
 ]
 
-_REGISTRY: dict[str, str | type[Strategy]] = {
+#: Installed packages add strategies under this entry-point group:
+#: `[project.entry-points."ranksearch.strategies"] mine = "my_pkg.module:MyStrategy"`.
+ENTRY_POINT_GROUP = "ranksearch.strategies"
+
+_REGISTRY: dict[str, str | type[Strategy] | importlib.metadata.EntryPoint] = {
     "random": "ranksearch.strategies.random_search:RandomSearch",
     "uniform": "ranksearch.strategies.random_search:UniformSweep",
     "nsga2": "ranksearch.strategies.evolution:NSGA2Search",
@@ -48,10 +62,33 @@ _REGISTRY: dict[str, str | type[Strategy]] = {
     "bayes": "ranksearch.strategies.bayes:BayesSearch",
     "optuna-nsga2": "ranksearch.strategies.bayes:OptunaNSGA2",
 }
+_BUILTIN = frozenset(_REGISTRY)
+_plugins_scanned = False
+
+
+def _scan_plugins() -> None:
+    """Add the installed distributions' strategies (names only: nothing is imported yet)."""
+    global _plugins_scanned
+    if _plugins_scanned:
+        return
+    _plugins_scanned = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            kept = "a built-in strategy" if ep.name in _BUILTIN else "another entry point"
+            warnings.warn(f"strategy entry point '{ep.name} = {ep.value}'{_dist(ep)} is ignored: "
+                          f"{kept} has that name; rename the entry point", stacklevel=3)
+            continue
+        _REGISTRY[ep.name] = ep
+
+
+def _dist(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f" (from {dist.name} {dist.version})" if dist is not None else ""
 
 
 def available() -> list[str]:
-    """Names of the registered strategies, sorted."""
+    """Names of the registered strategies (built-in, registered and installed), sorted."""
+    _scan_plugins()
     return sorted(_REGISTRY)
 
 
@@ -59,40 +96,103 @@ def register(name: str, target: str | type[Strategy]) -> None:
     """Add a strategy: a `Strategy` subclass or a lazy 'package.module:Class' path."""
     if not isinstance(name, str) or not name:
         raise StrategyError(f"a strategy name must be a non-empty string, got {name!r}")
+    _scan_plugins()
     if name in _REGISTRY:
         raise StrategyError(f"a strategy named '{name}' is already registered")
     _REGISTRY[name] = target
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    """The class behind a registered name (imports its module)."""
+    """The class behind a registered name (imports its module, or loads its entry point)."""
+    _scan_plugins()
     if name not in _REGISTRY:
         raise StrategyError(f"unknown strategy '{name}'; valid strategies: {', '.join(available())}")
     target = _REGISTRY[name]
-    if isinstance(target, str):
+    if isinstance(target, type):
+        return target
+    if isinstance(target, importlib.metadata.EntryPoint):
+        where = f"strategy '{name}' (entry point '{target.value}'{_dist(target)})"
+        try:
+            loaded = target.load()
+        except Exception as exc:  # any import-time failure of a third-party package
+            raise StrategyError(f"{where} could not be loaded: {type(exc).__name__}: {exc}; "
+                                "reinstall or fix that package, or uninstall it") from exc
+    else:
+        where = f"strategy '{name}' ('{target}')"
         module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
-    return target
+        loaded = getattr(importlib.import_module(module), attr)
+    if not (isinstance(loaded, type) and issubclass(loaded, Strategy)):
+        raise StrategyError(f"{where} is {loaded!r}, not a subclass of "
+                            "ranksearch.strategies.Strategy")
+    if loaded.name != name:
+        raise StrategyError(f"{where}: its class {loaded.__name__} says name = {loaded.name!r}; "
+                            f"set name = {name!r} (saved searches resume by that name)")
+    _REGISTRY[name] = loaded
+    return loaded
 
 
 def options(name: str) -> dict[str, Any]:
-    """The options a strategy accepts and their defaults (its keyword-only constructor arguments)."""
-    sig = inspect.signature(strategy_class(name).__init__)
-    return {
+    """The options a strategy accepts and their defaults, `budget` first."""
+    cls = strategy_class(name)
+    if cls.Options is not None:
+        return {"budget": None, **cls.Options.defaults()}
+    sig = inspect.signature(cls.__init__)  # an untyped strategy: its keyword-only arguments
+    return {"budget": None, **{
         p.name: p.default for p in sig.parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "seed"
-    }
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("seed", "budget")
+    }}
+
+
+def check_options(name: str, opts: Mapping[str, Any] | None) -> StrategyOptions | None:
+    """Validate a strategy's options without building it (the input edge's check).
+
+    Raises the `StrategyError` building it would (unknown strategy, unknown option, wrong type
+    or range); returns the typed options (None for an untyped strategy). `budget` may be given.
+    """
+    cls = strategy_class(name)
+    opts = dict(opts or {})
+    budget = opts.pop("budget", None)
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)
+                               or budget < 1):
+        raise StrategyError(f"strategy '{name}': budget must be a positive integer, got {budget!r}")
+    if cls.Options is not None:
+        return cls.Options.parse(name, opts)
+    unknown = sorted(set(opts) - set(options(name)))
+    if unknown:
+        raise StrategyError(f"strategy '{name}' has no option "
+                            f"{', '.join(repr(u) for u in unknown)}; valid options (with "
+                            f"defaults): {', '.join(f'{k}={v!r}' for k, v in options(name).items())}")
+    return None
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Every strategy: name, summary, and its options (name, type, default, help), by name.
+
+    A third-party strategy that fails to load is listed with its error instead of options.
+    """
+    out = []
+    for name in available():
+        try:
+            cls = strategy_class(name)
+        except StrategyError as exc:
+            out.append({"name": name, "summary": "", "options": [], "error": str(exc)})
+            continue
+        doc = inspect.getdoc(cls) or ""
+        if cls.Options is not None:
+            opts = cls.Options.describe()
+        else:
+            opts = [{"name": k, "type": "", "default": v, "help": ""}
+                    for k, v in options(name).items() if k != "budget"]
+        out.append({"name": name, "summary": doc.split("\n\n")[0].replace("\n", " "),
+                    "options": opts})
+    return out
 
 
 def get(name: str, space: SearchSpace, *, seed: int | None = None, **opts: Any) -> Strategy:
     """Make strategy `name` for `space`. Unknown names and options are errors listing valid ones."""
     cls = strategy_class(name)
-    valid = options(name)
-    unknown = sorted(set(opts) - set(valid))
-    if unknown:
-        listing = ", ".join(f"{k}={v!r}" for k, v in valid.items())
-        raise StrategyError(f"strategy '{name}' has no option {', '.join(repr(u) for u in unknown)}; "
-                            f"valid options (with defaults): {listing}")
+    if cls.Options is None:
+        check_options(name, opts)  # a typed strategy validates its options as it is built
     return cls(space, seed=seed, **opts)
 
 

@@ -31,14 +31,15 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from ranksearch.errors import RanksearchError
 from ranksearch.objectives import ACCURACY, COST_OBJECTIVES, Objectives
+from ranksearch.strategies.errors import StrategyError
+from ranksearch.strategies.options import StrategyOptions
 from ranksearch.trial import RankConfig, TrialResult
 
 if TYPE_CHECKING:
@@ -47,11 +48,8 @@ if TYPE_CHECKING:
 STATE_FORMAT = "ranksearch.strategy"
 STATE_VERSION = 2  # 2 added "seeds"; version 1 states (no seeds) still load
 _READABLE_VERSIONS = (1, 2)
-__all__ = ["ACCURACY", "COST_OBJECTIVES", "Observation", "Proposal", "Strategy", "StrategyError"]
-
-
-class StrategyError(RanksearchError, ValueError):
-    """A strategy was misused or broke its contract (the message names the strategy)."""
+__all__ = ["ACCURACY", "COST_OBJECTIVES", "Observation", "Proposal", "Strategy", "StrategyError",
+           "StrategyOptions"]
 
 
 class Proposal(NamedTuple):
@@ -84,6 +82,10 @@ class Strategy:
     name: ClassVar[str] = "strategy"
     #: Bump when a change makes old state logs replay differently.
     version: ClassVar[int] = 1
+    #: The options this strategy takes: a frozen `StrategyOptions` dataclass, validated once
+    #: here and kept as `self.opts`. None means untyped: a subclass that takes its own keyword
+    #: arguments and hands them to this constructor as a plain `options` dict (recorded only).
+    Options: ClassVar[type[StrategyOptions] | None] = None
 
     def __init__(
         self,
@@ -91,7 +93,8 @@ class Strategy:
         *,
         seed: int | None = None,
         budget: int | None = None,
-        options: dict[str, Any] | None = None,
+        options: Mapping[str, Any] | StrategyOptions | None = None,
+        **kwargs: Any,
     ) -> None:
         self.space = space
         if seed is None:
@@ -103,7 +106,10 @@ class Strategy:
             raise StrategyError(f"strategy '{self.name}': budget must be a positive integer, "
                                 f"got {budget!r}")
         self.budget = int(budget)
-        self.options: dict[str, Any] = _jsonable(dict(options or {}))
+        #: The validated options (None for an untyped subclass).
+        self.opts: StrategyOptions | None = self._parse_options(options, kwargs)
+        self.options: dict[str, Any] = _jsonable(
+            self.opts.to_dict() if self.opts is not None else dict(options or {}))
         self.elements = tuple(space.elements)
         self.n = len(self.elements)
         self.values: tuple[tuple[int, ...], ...] = tuple(tuple(e.values) for e in self.elements)
@@ -128,6 +134,22 @@ class Strategy:
         self.n_asked = 0
         self.observations: list[Observation] = []
         self._check_feasible_exists()
+
+    def _parse_options(self, options: Mapping[str, Any] | StrategyOptions | None,
+                       kwargs: dict[str, Any]) -> StrategyOptions | None:
+        cls = type(self).Options
+        if cls is None:
+            if kwargs:
+                raise StrategyError(f"strategy '{self.name}' takes no option "
+                                    f"{', '.join(repr(k) for k in sorted(kwargs))}; its class "
+                                    "declares none (no Options dataclass)")
+            return None
+        if isinstance(options, StrategyOptions):
+            if not isinstance(options, cls) or kwargs:
+                raise StrategyError(f"strategy '{self.name}': give its options as one "
+                                    f"{cls.__name__} or as keyword arguments, not both")
+            return options
+        return cls.parse(self.name, {**dict(options or {}), **kwargs})
 
     # -- the public protocol ------------------------------------------------------------------
     def ask(self) -> RankConfig | None:

@@ -22,13 +22,14 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 from ranksearch.strategies import sampling
 from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
+from ranksearch.strategies.options import StrategyOptions, option
 from ranksearch.trial import RankConfig
 
-_SAMPLERS = ("tpe", "gp", "botorch", "nsga2", "random")
 _BOTORCH_HINT = "pip install optuna-integration botorch"
 
 
@@ -49,15 +50,9 @@ def _quiet() -> Iterator[None]:
 class OptunaStrategy(Strategy):
     """Strategy backed by an in-memory Optuna study; subclasses pick the sampler."""
 
-    samplers: ClassVar[tuple[str, ...]] = _SAMPLERS
-
-    def __init__(self, space, *, seed, budget, sampler: str, n_startup: int, batch_size: int | None,
-                 startup: str, options: dict[str, Any], sampler_options: dict[str, Any] | None = None,
-                 ) -> None:
-        super().__init__(space, seed=seed, budget=budget, options=options)
-        if sampler not in self.samplers:
-            raise StrategyError(f"strategy '{self.name}': unknown sampler '{sampler}'; valid "
-                                f"samplers: {', '.join(self.samplers)}")
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        sampler, n_startup, startup, batch_size, sampler_options = self._settings()
         if sampler == "botorch":
             try:
                 import botorch  # noqa: F401
@@ -66,15 +61,8 @@ class OptunaStrategy(Strategy):
                 raise StrategyError(f"strategy '{self.name}': sampler 'botorch' (qNEHVI) needs the "
                                     f"optuna-integration and botorch packages: {_BOTORCH_HINT}; "
                                     "or use sampler='tpe' or 'gp'") from None
-        if startup not in ("spread", "sampler"):
-            raise StrategyError(f"strategy '{self.name}': startup must be 'spread' or 'sampler', "
-                                f"got {startup!r}")
-        if isinstance(n_startup, bool) or not isinstance(n_startup, int) or n_startup < 0:
-            raise StrategyError(f"strategy '{self.name}': n_startup must be an integer >= 0")
         if batch_size is None:
             batch_size = space.config.resources.max_concurrent
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise StrategyError(f"strategy '{self.name}': batch_size must be a positive integer")
         self.sampler_name = sampler
         self.n_startup = n_startup
         self.batch_size = batch_size
@@ -86,6 +74,10 @@ class OptunaStrategy(Strategy):
         self._trial_of: dict[RankConfig, Any] = {}
         self._f: dict[RankConfig, tuple[float, ...]] = {}
         self._startup_left: list[RankConfig] = []
+
+    def _settings(self) -> tuple[str, int, str, int | None, dict[str, Any]]:
+        """(sampler, n_startup, startup, batch_size, sampler options) from `self.opts`."""
+        raise NotImplementedError
 
     # -- study --------------------------------------------------------------------------------
     def _make_sampler(self, seed: int) -> Any:
@@ -234,31 +226,46 @@ class OptunaStrategy(Strategy):
             self._f.setdefault(obs.ranks, obs.f)
 
 
+@dataclass(frozen=True)
+class BayesOptions(StrategyOptions):
+    sampler: str = option("tpe", "multi-objective TPE, Optuna's GP with log-EHVI, BoTorch's "
+                          f"qNEHVI ({_BOTORCH_HINT}) or random", choices=("tpe", "gp", "botorch",
+                                                                           "random"))
+    n_startup: int = option(20, "configurations before the model is used (seeds included)",
+                            low=0)
+    startup: str = option("spread", "how the startup configurations are chosen: spread over "
+                          "the compression axis, or by the sampler", choices=("spread", "sampler"))
+    batch_size: int | None = option(None, "configurations out at once (None: the space's "
+                                    "max_concurrent)", low=1)
+
+
+@dataclass(frozen=True)
+class OptunaNSGA2Options(StrategyOptions):
+    population: int = option(30, "NSGAIISampler's population size", low=2)
+    batch_size: int | None = option(None, "configurations out at once (None: the population)",
+                                    low=1)
+
+
 class BayesSearch(OptunaStrategy):
     """Multi-objective Bayesian optimisation: TPE (default), GP log-EHVI, or BoTorch qNEHVI."""
 
     name = "bayes"
-    samplers = ("tpe", "gp", "botorch", "random")
+    Options = BayesOptions
+    opts: BayesOptions
 
-    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
-                 sampler: str = "tpe", n_startup: int = 20, startup: str = "spread",
-                 batch_size: int | None = None) -> None:
-        super().__init__(space, seed=seed, budget=budget, sampler=sampler, n_startup=n_startup,
-                         batch_size=batch_size, startup=startup,
-                         options=dict(sampler=sampler, n_startup=n_startup, startup=startup,
-                                      batch_size=batch_size))
+    def _settings(self) -> tuple[str, int, str, int | None, dict[str, Any]]:
+        o = self.opts
+        return o.sampler, o.n_startup, o.startup, o.batch_size, {}
 
 
 class OptunaNSGA2(OptunaStrategy):
     """Optuna's NSGAIISampler: the reference genetic algorithm for the benchmark."""
 
     name = "optuna-nsga2"
+    Options = OptunaNSGA2Options
+    opts: OptunaNSGA2Options
 
-    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
-                 population: int = 30, batch_size: int | None = None) -> None:
-        if isinstance(population, bool) or not isinstance(population, int) or population < 2:
-            raise StrategyError(f"strategy '{self.name}': population must be an integer >= 2")
-        super().__init__(space, seed=seed, budget=budget, sampler="nsga2", n_startup=0,
-                         batch_size=batch_size if batch_size is not None else population,
-                         startup="sampler", sampler_options={"population_size": population},
-                         options=dict(population=population, batch_size=batch_size))
+    def _settings(self) -> tuple[str, int, str, int | None, dict[str, Any]]:
+        o = self.opts
+        batch = o.batch_size if o.batch_size is not None else o.population
+        return "nsga2", 0, "sampler", batch, {"population_size": o.population}

@@ -17,14 +17,31 @@ result already measured.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ranksearch.strategies import sampling
-from ranksearch.strategies.base import Proposal, StrategyError
+from ranksearch.strategies.base import Proposal
 from ranksearch.strategies.batch import BatchStrategy
+from ranksearch.strategies.options import StrategyOptions, option
 from ranksearch.trial import RankConfig
+
+
+@dataclass(frozen=True)
+class BeamOptions(StrategyOptions):
+    width: int | None = option(None, "configurations kept per step; None: the widest (up to 4) "
+                               "whose whole descent fits in the budget", low=1)
+    children: int = option(3, "children evaluated per parent (cheapest-looking elements first)",
+                           low=1)
+    factor: float = option(0.4, "a step lowers a rank to at most this fraction of its value "
+                           "(at least one allowed value down)", low=0, high=1, low_open=True,
+                           high_open=True)
+    targets: tuple[float, ...] | None = option(
+        None, "compression ratios; a descent ends once it reaches the largest", low=0,
+        low_open=True, min_len=1)
 
 
 class BeamSearch(BatchStrategy):
@@ -34,29 +51,17 @@ class BeamSearch(BatchStrategy):
     """
 
     name = "beam"
+    Options = BeamOptions
+    opts: BeamOptions
 
-    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
-                 width: int | None = None, children: int = 3, factor: float = 0.4,
-                 targets: Sequence[float] | None = None) -> None:
-        targets = None if targets is None else tuple(float(t) for t in targets)
-        super().__init__(space, seed=seed, budget=budget,
-                         options=dict(width=width, children=children, factor=factor, targets=targets))
-        for option, value in (("width", width), ("children", children)):
-            if value is None and option == "width":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise StrategyError(f"strategy '{self.name}': {option} must be a positive integer, "
-                                    f"got {value!r}")
-        if not 0 < float(factor) < 1:
-            raise StrategyError(f"strategy '{self.name}': factor must be in (0, 1), got {factor!r}")
-        if targets is not None and (not targets or any(t <= 0 for t in targets)):
-            raise StrategyError(f"strategy '{self.name}': targets must be positive compression "
-                                f"ratios, got {list(targets)}")
-        self.width = width or 1
-        self._auto_width = width is None
-        self.children = children
-        self.factor = float(factor)
-        self.targets = targets
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        o = self.opts
+        self.width = o.width or 1
+        self._auto_width = o.width is None
+        self.children = o.children
+        self.factor = o.factor
+        self.targets = o.targets
         self.beam: list[RankConfig] = []
         self.step = 0
         self.descent = 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from ranksearch.pareto import rank_and_crowding_order
 from ranksearch.strategies import sampling
 from ranksearch.strategies.base import Proposal, StrategyError
 from ranksearch.strategies.batch import BatchStrategy
+from ranksearch.strategies.options import StrategyOptions, option
 from ranksearch.trial import RankConfig
 
 
@@ -83,31 +85,60 @@ def centred_grid(values: Sequence[int], centre: int, step: int, count: int) -> t
     return tuple(sorted(snapped))
 
 
+@dataclass(frozen=True)
+class EvolutionOptions(StrategyOptions):
+    population: int = option(30, "NSGA-II population size", low=2)
+    offspring: int | None = option(None, "children per generation (None: the population size)",
+                                   low=1)
+    crossover_prob: float = option(0.9, "two-point crossover probability", low=0, high=1)
+    mutation_eta: float = option(3.0, "polynomial mutation's distribution index (larger: "
+                                 "smaller steps)", low=0, low_open=True)
+    mutation_prob: float | None = option(None, "per-element mutation probability (None: 1/n)",
+                                         low=0, high=1)
+    init: str = option("spread", "first population spread over the compression axis ('spread') "
+                       "or uniform ('random')", choices=("spread", "random"))
+    prescreen: int = option(5, "children bred per child kept, screened on exact cost and "
+                            "estimated accuracy (1: off)", low=1)
+
+
+@dataclass(frozen=True)
+class PSTRNOptions(EvolutionOptions):
+    steps: tuple[int, ...] = option((5, 2, 1), "grid step of each phase", low=1, min_len=1)
+    candidates: int = option(5, "candidates per element in each phase's grid", low=2)
+    boundaries: tuple[float, ...] = option(
+        (0.5, 0.8), "phase switches as increasing fractions of the budget, one fewer than steps",
+        low=0, high=1, low_open=True, high_open=True)
+    top_k: int = option(5, "best configurations whose modes re-centre the grid at a switch",
+                        low=1)
+    centre: int | tuple[int, ...] | None = option(
+        None, "first grid's centre: one rank, one per element, or None (start at the lower "
+        "bound)", low=1)
+    carry: bool = option(False, "seed each phase's GA with the previous population")
+
+    def check(self, strategy: str) -> None:
+        if len(self.boundaries) != len(self.steps) - 1 or list(self.boundaries) != sorted(
+                self.boundaries):
+            raise self.error(strategy, "boundaries", f"must be {len(self.steps) - 1} increasing "
+                             "fractions of the budget in (0, 1), one per phase switch "
+                             f"(steps has {len(self.steps)} phases)")
+
+
 class _EvolutionBase(BatchStrategy):
     """NSGA-II generations over a `Grid`; subclasses decide the grid of each phase."""
 
-    def __init__(self, space, *, seed, budget, population: int, offspring: int | None,
-                 crossover_prob: float, mutation_eta: float, mutation_prob: float | None,
-                 init: str, prescreen: int, options: dict[str, Any]) -> None:
-        super().__init__(space, seed=seed, budget=budget, options=options)
-        _positive_int(self.name, "population", population, minimum=2)
-        offspring = population if offspring is None else offspring
-        _positive_int(self.name, "offspring", offspring)
-        _positive_int(self.name, "prescreen", prescreen)
-        if init not in ("spread", "random"):
-            raise StrategyError(f"strategy '{self.name}': init must be 'spread' or 'random', "
-                                f"got {init!r}")
-        if not 0.0 <= float(crossover_prob) <= 1.0:
-            raise StrategyError(f"strategy '{self.name}': crossover_prob must be in [0, 1]")
-        if float(mutation_eta) <= 0:
-            raise StrategyError(f"strategy '{self.name}': mutation_eta must be positive")
-        self.population = population
-        self.offspring = offspring
-        self.crossover_prob = float(crossover_prob)
-        self.mutation_eta = float(mutation_eta)
-        self.mutation_prob = None if mutation_prob is None else float(mutation_prob)
-        self.init = init
-        self.prescreen = prescreen
+    Options = EvolutionOptions
+    opts: EvolutionOptions
+
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        o = self.opts
+        self.population = o.population
+        self.offspring = o.population if o.offspring is None else o.offspring
+        self.crossover_prob = o.crossover_prob
+        self.mutation_eta = o.mutation_eta
+        self.mutation_prob = o.mutation_prob
+        self.init = o.init
+        self.prescreen = o.prescreen
         self.generation = 0
         self.phase = 0
         self.grid: Grid | None = None
@@ -249,12 +280,6 @@ class _EvolutionBase(BatchStrategy):
 
 
 
-def _positive_int(name: str, option: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise StrategyError(f"strategy '{name}': {option} must be an integer >= {minimum}, "
-                            f"got {value!r}")
-
-
 class NoRevisit(DuplicateElimination):
     """Duplicates in rank space: within the batch, against `other`, and against the history."""
 
@@ -309,19 +334,6 @@ class NSGA2Search(_EvolutionBase):
 
     name = "nsga2"
 
-    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
-                 population: int = 30, offspring: int | None = None, crossover_prob: float = 0.9,
-                 mutation_eta: float = 3.0, mutation_prob: float | None = None,
-                 init: str = "spread", prescreen: int = 5) -> None:
-        super().__init__(
-            space, seed=seed, budget=budget, population=population, offspring=offspring,
-            crossover_prob=crossover_prob, mutation_eta=mutation_eta, mutation_prob=mutation_prob,
-            init=init, prescreen=prescreen,
-            options=dict(population=population, offspring=offspring, crossover_prob=crossover_prob,
-                         mutation_eta=mutation_eta, mutation_prob=mutation_prob, init=init,
-                         prescreen=prescreen),
-        )
-
     def _start(self) -> None:
         grid = Grid(self.values)
         self._new_algorithm(grid, self._initial_genomes(grid, self._seeds_on(grid)))
@@ -343,48 +355,25 @@ class PSTRN(_EvolutionBase):
     """
 
     name = "pstrn"
+    Options = PSTRNOptions
+    opts: PSTRNOptions
 
-    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
-                 steps: Sequence[int] = (5, 2, 1), candidates: int = 5,
-                 boundaries: Sequence[float] = (0.5, 0.8), top_k: int = 5,
-                 centre: int | Sequence[int] | None = None, population: int = 30,
-                 offspring: int | None = None, crossover_prob: float = 0.9,
-                 mutation_eta: float = 3.0, mutation_prob: float | None = None,
-                 init: str = "spread", prescreen: int = 5, carry: bool = False) -> None:
-        steps = tuple(steps)
-        boundaries = tuple(float(b) for b in boundaries)
-        super().__init__(
-            space, seed=seed, budget=budget, population=population, offspring=offspring,
-            crossover_prob=crossover_prob, mutation_eta=mutation_eta, mutation_prob=mutation_prob,
-            init=init, prescreen=prescreen,
-            options=dict(steps=steps, candidates=candidates, boundaries=boundaries, top_k=top_k,
-                         centre=centre, population=population, offspring=offspring,
-                         crossover_prob=crossover_prob, mutation_eta=mutation_eta,
-                         mutation_prob=mutation_prob, init=init, prescreen=prescreen, carry=carry),
-        )
-        if not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps):
-            raise StrategyError(f"strategy '{self.name}': steps must be positive integers, one per "
-                                f"phase, got {list(steps)}")
-        if len(boundaries) != len(steps) - 1 or list(boundaries) != sorted(boundaries) or any(
-                not 0 < b < 1 for b in boundaries):
-            raise StrategyError(f"strategy '{self.name}': boundaries must be {len(steps) - 1} "
-                                f"increasing fractions of the budget in (0, 1) (one per phase "
-                                f"switch), got {list(boundaries)}")
-        _positive_int(self.name, "candidates", candidates, minimum=2)
-        _positive_int(self.name, "top_k", top_k)
-        if centre is not None and not isinstance(centre, int):
-            centre = tuple(centre)
-            if len(centre) != self.n:
-                raise StrategyError(f"strategy '{self.name}': centre needs one value per rank "
-                                    f"element ({self.n}) or a single integer")
-        self.steps = steps
-        self.candidates = candidates
-        self.boundaries = boundaries
-        self.top_k = top_k
-        self.carry = carry
-        self.centres: tuple[int, ...] = ()
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        o = self.opts
+        centre = o.centre
+        if isinstance(centre, tuple) and len(centre) != self.n:
+            raise StrategyError(f"strategy '{self.name}': option 'centre' has {len(centre)} "
+                                f"values; give one per rank element ({self.n}) or a single "
+                                "integer")
+        self.steps = o.steps
+        self.candidates = o.candidates
+        self.boundaries = o.boundaries
+        self.top_k = o.top_k
+        self.carry = o.carry
         if centre is None:  # the first grid starts at the lower bound: code * step + bias
-            self.centres = tuple(v[0] + steps[0] * (candidates - 1) // 2 for v in self.values)
+            self.centres = tuple(v[0] + self.steps[0] * (self.candidates - 1) // 2
+                                 for v in self.values)
         elif isinstance(centre, int):
             self.centres = tuple(centre for _ in self.values)
         else:

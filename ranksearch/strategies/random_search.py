@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from ranksearch.strategies import sampling
-from ranksearch.strategies.base import Proposal, Strategy, StrategyError
+from ranksearch.strategies.base import Proposal, Strategy
+from ranksearch.strategies.options import StrategyOptions, option
 from ranksearch.trial import RankConfig
+
+
+@dataclass(frozen=True)
+class RandomOptions(StrategyOptions):
+    batch_size: int = option(1, "configurations proposed per ask (all drawn before any result)",
+                             low=1)
+
+
+@dataclass(frozen=True)
+class UniformOptions(StrategyOptions):
+    order: str = option("spread", "'spread' visits the extremes first then bisects (a short "
+                        "budget still spans the compression range); or 'ascending', "
+                        "'descending'", choices=("spread", "ascending", "descending"))
 
 
 class RandomSearch(Strategy):
@@ -23,14 +39,12 @@ class RandomSearch(Strategy):
     DRAWS = 20
 
     name = "random"
+    Options = RandomOptions
+    opts: RandomOptions
 
-    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
-                 batch_size: int = 1) -> None:
-        super().__init__(space, seed=seed, budget=budget, options={"batch_size": batch_size})
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise StrategyError(f"strategy '{self.name}': batch_size must be a positive integer, "
-                                f"got {batch_size!r}")
-        self.batch_size = batch_size
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        self.batch_size = self.opts.batch_size
         self._draws_futile = False
 
     def _propose(self, limit: int) -> Iterable[RankConfig]:
@@ -57,14 +71,12 @@ class UniformSweep(Strategy):
     """
 
     name = "uniform"
+    Options = UniformOptions
+    opts: UniformOptions
 
-    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
-                 order: str = "spread") -> None:
-        super().__init__(space, seed=seed, budget=budget, options={"order": order})
-        if order not in ("spread", "ascending", "descending"):
-            raise StrategyError(f"strategy '{self.name}': order must be 'spread', 'ascending' or "
-                                f"'descending', got {order!r}")
-        self.order = order
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        self.order = self.opts.order
         self._levels: list[RankConfig] | None = None
 
     def _start(self) -> None:

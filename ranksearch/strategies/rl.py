@@ -22,14 +22,16 @@ a one-hidden-layer tanh network with hand-written gradients: small, fast and det
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ranksearch.strategies import sampling
-from ranksearch.strategies.base import Proposal, StrategyError
+from ranksearch.strategies.base import Proposal
 from ranksearch.strategies.batch import BatchStrategy
+from ranksearch.strategies.options import StrategyOptions, option
 from ranksearch.trial import RankConfig
 
 _REWARDS = ("accuracy_log", "error_log")
@@ -98,50 +100,51 @@ class Episode:
     reward: float | None = None
 
 
+@dataclass(frozen=True)
+class RLOptions(StrategyOptions):
+    algorithm: str = option("ppo", "policy update: PPO's clipped objective or REINFORCE",
+                            choices=_ALGORITHMS)
+    reward: str = option("accuracy_log", "accuracy - lambda * log(params / dense) "
+                         "('accuracy_log') or AMC's -(1 - accuracy) * log(params) ('error_log')",
+                         choices=_REWARDS)
+    lambdas: tuple[float, ...] = option(
+        (0.002, 0.006, 0.02, 0.06, 0.2), "trade-off weights, one per episode in turn (the "
+        "policy sees it, so one agent learns the whole front)", low=0, min_len=1)
+    episodes: int = option(10, "episodes per batch (proposed at once, one policy update each)",
+                           low=1)
+    levels: int = option(8, "rank levels per element, log-spaced between its bounds", low=2)
+    hidden: int = option(16, "hidden units of the policy network", low=1)
+    lr: float = option(0.03, "Adam learning rate of the policy", low=0, low_open=True)
+    warmup: int = option(1, "batches of uniform exploration before the policy acts", low=0)
+    entropy: float = option(0.01, "entropy bonus weight", low=0)
+    baseline_decay: float = option(0.8, "moving-average decay of the per-lambda reward baseline",
+                                   low=0, high=1)
+    ppo_clip: float = option(0.2, "PPO's ratio clip", low=0, low_open=True)
+    ppo_epochs: int = option(4, "PPO passes over each batch", low=1)
+
+
 class PolicyGradient(BatchStrategy):
     """PPO (default) or REINFORCE over per-element rank levels, conditioned on lambda."""
 
     name = "rl"
+    Options = RLOptions
+    opts: RLOptions
 
-    def __init__(self, space, *, seed: int | None = None, budget: int | None = None,
-                 algorithm: str = "ppo", reward: str = "accuracy_log",
-                 lambdas: Sequence[float] = (0.002, 0.006, 0.02, 0.06, 0.2), episodes: int = 10,
-                 levels: int = 8, hidden: int = 16, lr: float = 0.03, warmup: int = 1,
-                 entropy: float = 0.01, baseline_decay: float = 0.8, ppo_clip: float = 0.2,
-                 ppo_epochs: int = 4) -> None:
-        lambdas = tuple(float(v) for v in lambdas)
-        super().__init__(space, seed=seed, budget=budget, options=dict(
-            algorithm=algorithm, reward=reward, lambdas=lambdas, episodes=episodes, levels=levels,
-            hidden=hidden, lr=lr, warmup=warmup, entropy=entropy, baseline_decay=baseline_decay,
-            ppo_clip=ppo_clip, ppo_epochs=ppo_epochs))
-        if algorithm not in _ALGORITHMS:
-            raise StrategyError(f"strategy '{self.name}': algorithm must be one of "
-                                f"{', '.join(_ALGORITHMS)}, got {algorithm!r}")
-        if reward not in _REWARDS:
-            raise StrategyError(f"strategy '{self.name}': reward must be one of "
-                                f"{', '.join(_REWARDS)}, got {reward!r}")
-        if not lambdas or any(v < 0 for v in lambdas):
-            raise StrategyError(f"strategy '{self.name}': lambdas must be non-negative numbers")
-        for option, value, low in (("episodes", episodes, 1), ("levels", levels, 2),
-                                   ("hidden", hidden, 1), ("warmup", warmup, 0),
-                                   ("ppo_epochs", ppo_epochs, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise StrategyError(f"strategy '{self.name}': {option} must be an integer >= "
-                                    f"{low}, got {value!r}")
-        if not lr > 0:
-            raise StrategyError(f"strategy '{self.name}': lr must be positive")
-        self.algorithm = algorithm
-        self.reward_kind = reward
-        self.lambdas = lambdas
-        self.episodes = episodes
-        self.levels = levels
-        self.hidden = hidden
-        self.lr = float(lr)
-        self.warmup = warmup
-        self.entropy = float(entropy)
-        self.baseline_decay = float(baseline_decay)
-        self.ppo_clip = float(ppo_clip)
-        self.ppo_epochs = ppo_epochs
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        o = self.opts
+        self.algorithm = o.algorithm
+        self.reward_kind = o.reward
+        self.lambdas = o.lambdas
+        self.episodes = o.episodes
+        self.levels = o.levels
+        self.hidden = o.hidden
+        self.lr = o.lr
+        self.warmup = o.warmup
+        self.entropy = o.entropy
+        self.baseline_decay = o.baseline_decay
+        self.ppo_clip = o.ppo_clip
+        self.ppo_epochs = o.ppo_epochs
         self.policy: MLPPolicy | None = None
         self.batch = 0
         self.episode_count = 0
