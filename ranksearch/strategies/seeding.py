@@ -14,7 +14,7 @@ How ranks are read from a dense weight. The effective rank of a matrix is exp(H(
 p = sigma / sum(sigma) (Roy and Vetterli, 2007): the number of directions that carry its
 energy, a smooth stand-in for the numerical rank. The weight is reshaped into the layer's tensor
 modes exactly as `from_dense` decomposes it, and each rank position reads the unfolding at the
-bond it sits on:
+bond it sits on (the layer classes own this geometry: `weight_tensor` and `bond_ranks`):
 
 - TR (modes I_1..I_m, [kh*kw,] O_1..O_n; r_k is the bond before mode k, r_0 closes the ring):
   cutting a ring at two bonds a and b splits the modes into two arcs whose unfolding has rank
@@ -146,37 +146,14 @@ def effective_rank_shape(space: SearchSpace, dense_net: nn.Module) -> tuple[floa
 def layer_effective_ranks(layer: TensorizedLayer, weight: Any) -> tuple[float, ...]:
     """The effective rank at each of `layer`'s rank positions, read from its dense `weight`.
 
-    `weight` is the dense layer's (C_out, C_in) or (C_out, C_in, kh, kw) array.
+    `weight` is the dense layer's (C_out, C_in) or (C_out, C_in, kh, kw) array; which
+    unfoldings bound which rank is the layer class's knowledge (`bond_ranks`).
     """
     from ranksearch.tensorized import layer_class
 
-    w = np.asarray(weight, dtype=np.float64)
-    kk = None if layer.kernel_size is None else int(layer.kernel_size[0] * layer.kernel_size[1])
-    ins, outs = layer_class(layer.format, layer.kind).adjust_shapes(
-        tuple(layer.in_shape), tuple(layer.out_shape))
-    erank = _Unfoldings()
-    if layer.format == "tr":
-        t = _mode_tensor(w, ins, outs, kk)
-        d = t.ndim
-        h = max(1, d // 2)
-        ranks = []
-        for k in range(d):
-            after = erank.of(t, [(k + j) % d for j in range(h)])  # arc from bond k to bond k+h
-            before = erank.of(t, [(k - h + j) % d for j in range(h)])  # from bond k-h to bond k
-            ranks.append(math.sqrt(math.sqrt(after * before)))
-        return tuple(ranks)
-    if layer.format == "tt":
-        from ranksearch.tensorized.tt import _interleaved
-
-        t = _interleaved(w, outs, ins, kk)  # ([kh*kw,] I_1*O_1, ..., I_d*O_d)
-        return tuple(erank.of(t, list(range(k))) for k in range(1, t.ndim))
-    if layer.format == "tucker":
-        t = w.reshape(w.shape[0], w.shape[1], -1)
-        return (erank.of(t, [1]), erank.of(t, [0]))
-    if layer.format == "cp":
-        t = _mode_tensor(w, ins, outs, kk)
-        return (max(erank.of(t, [k]) for k in range(t.ndim)),)
-    raise ValueError(f"layer '{layer.name}': unknown tensor format {layer.format!r}")
+    cls = layer_class(layer.format, layer.kind)
+    spec = cls.make_spec(layer.in_shape, layer.out_shape, 1, kernel_size=layer.kernel_size)
+    return cls.bond_ranks(spec, np.asarray(weight, dtype=np.float64), effective_rank)
 
 
 def effective_rank(matrix: Any) -> float:
@@ -198,25 +175,6 @@ def effective_rank(matrix: Any) -> float:
         return 1.0
     p = s[s > 0] / total
     return float(np.exp(-(p * np.log(p)).sum()))
-
-
-class _Unfoldings:
-    """Effective ranks of a tensor's unfoldings, each computed once (a set and its complement
-    are the same matrix, transposed)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[int, ...], float] = {}
-
-    def of(self, t: np.ndarray, rows: list[int]) -> float:
-        rows_set = frozenset(rows)
-        cols = [a for a in range(t.ndim) if a not in rows_set]
-        key = min(tuple(sorted(rows_set)), tuple(cols))
-        if key not in self._cache:
-            rest = [a for a in range(t.ndim) if a not in key]
-            n_rows = math.prod(t.shape[a] for a in key)
-            mat = t.transpose(*key, *rest).reshape(n_rows, -1)
-            self._cache[key] = effective_rank(mat) if mat.size else 1.0
-        return self._cache[key]
 
 
 # -- the space's seeds ------------------------------------------------------------------------------
@@ -306,15 +264,6 @@ def _feasible_fn(space: SearchSpace, max_params: int | None,
         return goals.feasible(count_params(space, ranks))
 
     return feasible
-
-
-def _mode_tensor(w: np.ndarray, ins: tuple[int, ...], outs: tuple[int, ...],
-                 kk: int | None) -> np.ndarray:
-    """The weight as (I_1..I_m, [kh*kw,] O_1..O_n), the modes TR and CP layers decompose."""
-    m, n = len(ins), len(outs)
-    if kk is None:
-        return w.reshape(*outs, *ins).transpose(*range(n, n + m), *range(n))
-    return w.reshape(*outs, *ins, kk).transpose(*range(n, n + m), n + m, *range(n))
 
 
 def _spread(space: SearchSpace, path: list[RankConfig], n: int) -> list[RankConfig]:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,26 +48,27 @@ def path_cost(flops: int, *moved: int) -> PathCost:
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An integer that is not a bool (numpy integers included)."""
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def check_shape(owner: str, name: str, shape: Any) -> tuple[int, ...]:
     """A non-empty tuple of positive ints, or a ValueError naming the argument."""
-    if _is_int(shape):
+    if is_int(shape):
         shape = (shape,)
     try:
         values = tuple(shape)
     except TypeError:
         raise ValueError(f"{owner}: {name} must be a sequence of positive ints, got {shape!r}") from None
-    if not values or not all(_is_int(v) and v >= 1 for v in values):
+    if not values or not all(is_int(v) and v >= 1 for v in values):
         raise ValueError(f"{owner}: {name} must be a non-empty sequence of positive ints, got {shape!r}")
     return tuple(int(v) for v in values)
 
 
 def check_ranks(owner: str, ranks: Any, expected: int, what: str) -> tuple[int, ...]:
     """Rank tuple of length `expected`; one int means the same rank at every position."""
-    if _is_int(ranks):
+    if is_int(ranks):
         ranks = (ranks,) * expected
     try:
         values = tuple(ranks)
@@ -74,7 +76,7 @@ def check_ranks(owner: str, ranks: Any, expected: int, what: str) -> tuple[int, 
         raise ValueError(f"{owner}: ranks must be an int or a sequence of ints, got {ranks!r}") from None
     if len(values) != expected:
         raise ValueError(f"{owner}: ranks has {len(values)} values, expected {expected} ({what})")
-    bad = [v for v in values if not (_is_int(v) and v >= 1)]
+    bad = [v for v in values if not (is_int(v) and v >= 1)]
     if bad:
         raise ValueError(f"{owner}: ranks must be positive ints, got {bad[0]!r} in {list(values)!r}")
     return tuple(int(v) for v in values)
@@ -88,12 +90,12 @@ def check_mode(owner: str, mode: Any) -> str:
 
 def check_pair(owner: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints (>= minimum) as a pair, like nn.Conv2d's arguments."""
-    pair = (value, value) if _is_int(value) else value
+    pair = (value, value) if is_int(value) else value
     try:
         pair = tuple(pair)
     except TypeError:
         raise ValueError(f"{owner}: {name} must be an int or a pair of ints, got {value!r}") from None
-    if len(pair) != 2 or not all(_is_int(v) and v >= minimum for v in pair):
+    if len(pair) != 2 or not all(is_int(v) and v >= minimum for v in pair):
         raise ValueError(f"{owner}: {name} must be an int or a pair of ints >= {minimum}, got {value!r}")
     return int(pair[0]), int(pair[1])
 
@@ -115,7 +117,7 @@ def check_padding(owner: str, padding: Any, kernel: tuple[int, int], stride: tup
 
 
 def check_batch(owner: str, batch_size: Any) -> int:
-    if not (_is_int(batch_size) and batch_size >= 1):
+    if not (is_int(batch_size) and batch_size >= 1):
         raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
     return int(batch_size)
 
@@ -333,6 +335,38 @@ def khatri_rao(factors: Sequence[Tensor]) -> Tensor:
     return out
 
 
+# --------------------------------------------------------------------------- weight geometry
+def modes_tensor(spec: LayerSpec, weight: np.ndarray) -> np.ndarray:
+    """The dense weight as (I_1..I_m, [kh*kw,] O_1..O_n): the modes TR and CP decompose."""
+    ins, outs = spec.in_shape, spec.out_shape
+    m, n = len(ins), len(outs)
+    if spec.kernel is None:
+        return weight.reshape(*outs, *ins).transpose(*range(n, n + m), *range(n))
+    return weight.reshape(*outs, *ins, spec.kk).transpose(*range(n, n + m), n + m, *range(n))
+
+
+class Unfoldings:
+    """`matrix_rank` of a tensor's unfoldings (rows = some of its modes), each computed once:
+    a set of modes and its complement give the same matrix, transposed."""
+
+    def __init__(self, tensor: np.ndarray, matrix_rank: Callable[[np.ndarray], float]) -> None:
+        self.tensor = tensor
+        self.matrix_rank = matrix_rank
+        self._cache: dict[tuple[int, ...], float] = {}
+
+    def rank(self, rows: Sequence[int]) -> float:
+        t = self.tensor
+        rows_set = frozenset(rows)
+        cols = [a for a in range(t.ndim) if a not in rows_set]
+        key = min(tuple(sorted(rows_set)), tuple(cols))
+        if key not in self._cache:
+            rest = [a for a in range(t.ndim) if a not in key]
+            n_rows = math.prod(t.shape[a] for a in key)
+            mat = t.transpose(*key, *rest).reshape(n_rows, -1)
+            self._cache[key] = self.matrix_rank(mat) if mat.size else 1.0
+        return self._cache[key]
+
+
 # --------------------------------------------------------------------------- base classes
 class TensorizedLayer(nn.Module):
     """Common behaviour: closed-form counts, FLOP-based path choice, `from_dense`."""
@@ -372,6 +406,19 @@ class TensorizedLayer(nn.Module):
                     input_hw: tuple[int, int] | None = None) -> dict[str, int]:
         """FLOPs of one forward pass along each path."""
         return {k: v.flops for k, v in cls.count_paths(spec, batch_size, input_hw).items()}
+
+    @classmethod
+    def weight_tensor(cls, spec: LayerSpec, weight: np.ndarray) -> np.ndarray:
+        """The dense weight ((C_out, C_in) or (C_out, C_in, kh, kw)) as the tensor of modes this
+        format decomposes (what `from_dense` factorises)."""
+        raise NotImplementedError
+
+    @classmethod
+    def bond_ranks(cls, spec: LayerSpec, weight: np.ndarray,
+                   matrix_rank: Callable[[np.ndarray], float]) -> tuple[float, ...]:
+        """Per rank position, the rank a dense `weight` shows there: `matrix_rank` (an
+        effective or numerical rank) of the unfoldings of `weight_tensor` that bound it."""
+        raise NotImplementedError
 
     @classmethod
     def make_spec(cls, in_shape: Any, out_shape: Any, ranks: Any, *, kernel_size: Any = None,

@@ -17,7 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ranksearch.tensorized import _decompose
-from ranksearch.tensorized._base import ConvLayer, LayerSpec, LinearLayer, PathCost, khatri_rao, path_cost
+from ranksearch.tensorized._base import (
+    ConvLayer,
+    LayerSpec,
+    LinearLayer,
+    PathCost,
+    Unfoldings,
+    khatri_rao,
+    modes_tensor,
+    path_cost,
+)
 
 _LAYOUT = (1, "the CP rank R")
 
@@ -40,6 +49,16 @@ class _CPMixin:
     @classmethod
     def count_params(cls, spec: LayerSpec) -> int:
         return sum(_modes(spec)) * spec.ranks[0] + spec.bias_params
+
+    @classmethod
+    def weight_tensor(cls, spec: LayerSpec, weight: np.ndarray) -> np.ndarray:
+        return modes_tensor(spec, weight)
+
+    @classmethod
+    def bond_ranks(cls, spec: LayerSpec, weight: np.ndarray, matrix_rank: Any) -> tuple[float, ...]:
+        """The CP rank bounds every unfolding's rank: the largest over single-mode unfoldings."""
+        unfold = Unfoldings(modes_tensor(spec, weight), matrix_rank)
+        return (max(unfold.rank([k]) for k in range(unfold.tensor.ndim)),)
 
     def _build(self, factory: dict[str, Any]) -> None:
         rank = self.spec.ranks[0]

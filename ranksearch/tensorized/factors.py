@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-from ranksearch.tensorized._base import _is_int
+from ranksearch.tensorized._base import is_int
 
 _TARGET_FACTOR = 6.0  # k=None aims at factors of about this size (PSTRN's shapes use 4..10)
 
@@ -57,13 +57,13 @@ def balanced_factors(n: int, k: int | None = None) -> tuple[int, ...]:
     more than the number of prime factors (so no factor is 1 unless n is 1). An explicit `k` larger
     than that pads with 1s.
     """
-    if not (_is_int(n) and n >= 1):
+    if not (is_int(n) and n >= 1):
         raise ValueError(f"balanced_factors: n must be a positive int, got {n!r}")
     n = int(n)
     if k is None:
         if n == 1:
             return (1,)
         k = max(1, min(len(_prime_factors(n)), round(math.log(n) / math.log(_TARGET_FACTOR))))
-    elif not (_is_int(k) and k >= 1):
+    elif not (is_int(k) and k >= 1):
         raise ValueError(f"balanced_factors: k must be a positive int or None, got {k!r}")
     return _best_split(n, int(k))

@@ -28,10 +28,12 @@ from ranksearch.tensorized._base import (
     LayerSpec,
     LinearLayer,
     PathCost,
+    Unfoldings,
     apply_chain,
     chain_merge,
     chain_merge_flops,
     chain_plan,
+    modes_tensor,
     path_cost,
 )
 
@@ -45,6 +47,34 @@ def _ring_params(spec: LayerSpec, modes: tuple[int, ...]) -> int:
     return sum(a * s * b for a, s, b in _ring_dims(modes, spec.ranks)) + spec.bias_params
 
 
+def _ring_bond_ranks(t: np.ndarray, matrix_rank: Any) -> tuple[float, ...]:
+    """Cutting a ring at bonds a and b splits its modes into two arcs whose unfolding has rank
+    <= r_a * r_b. Bond k reads the two half-ring arcs (d // 2 of the d modes) that start and end
+    there and takes the square root of the geometric mean of their ranks: each cut is assumed
+    to share its rank evenly between its two bonds (for even d both arcs are one unfolding)."""
+    unfold = Unfoldings(t, matrix_rank)
+    d = t.ndim
+    h = max(1, d // 2)
+    ranks = []
+    for k in range(d):
+        after = unfold.rank([(k + j) % d for j in range(h)])  # arc from bond k to bond k+h
+        before = unfold.rank([(k - h + j) % d for j in range(h)])  # from bond k-h to bond k
+        ranks.append(math.sqrt(math.sqrt(after * before)))
+    return tuple(ranks)
+
+
+class _TRGeometry:
+    """The ring's modes (I_1..I_m, [kh*kw,] O_1..O_n) and the bond r_k before mode k."""
+
+    @classmethod
+    def weight_tensor(cls, spec: LayerSpec, weight: np.ndarray) -> np.ndarray:
+        return modes_tensor(spec, weight)
+
+    @classmethod
+    def bond_ranks(cls, spec: LayerSpec, weight: np.ndarray, matrix_rank: Any) -> tuple[float, ...]:
+        return _ring_bond_ranks(modes_tensor(spec, weight), matrix_rank)
+
+
 def _init_ring(cores: nn.ParameterList, target: float) -> None:
     """Core k ~ N(0, target^(1/d) / r_k): the merged weight then has variance `target`."""
     d = len(cores)
@@ -52,7 +82,7 @@ def _init_ring(cores: nn.ParameterList, target: float) -> None:
         nn.init.normal_(core, 0.0, math.sqrt(target ** (1.0 / d) / core.shape[0]))
 
 
-class TRLinear(LinearLayer):
+class TRLinear(_TRGeometry, LinearLayer):
     """Tensor-ring linear layer; ranks r_0..r_{m+n-1} over the modes of in_shape + out_shape."""
 
     fmt = "tr"
@@ -119,14 +149,12 @@ class TRLinear(LinearLayer):
         return b.permute(1, 0, 2).reshape(self.out_features, pair) @ a.permute(2, 0, 1).reshape(pair, -1)
 
     def _load_dense(self, weight: np.ndarray) -> None:
-        m, n = len(self.in_shape), len(self.out_shape)
-        w = weight.reshape(*self.out_shape, *self.in_shape)
-        w = w.transpose(*range(n, n + m), *range(n))
+        w = self.weight_tensor(self.spec, weight)
         for p, c in zip(self.cores, _decompose.tensor_ring_cores(w, self.ranks), strict=True):
             self._copy_(p, c)
 
 
-class TRConv2d(ConvLayer):
+class TRConv2d(_TRGeometry, ConvLayer):
     """Tensor-ring convolution; ranks r_0..r_{m+n}, kernel core (r_m, kh*kw, r_{m+1})."""
 
     fmt = "tr"
@@ -207,8 +235,6 @@ class TRConv2d(ConvLayer):
         return w.reshape(co, ci, *self.kernel_size)
 
     def _load_dense(self, weight: np.ndarray) -> None:
-        m, n = len(self.in_shape), len(self.out_shape)
-        w = weight.reshape(*self.out_shape, *self.in_shape, self.spec.kk)
-        w = w.transpose(*range(n, n + m), n + m, *range(n))
+        w = self.weight_tensor(self.spec, weight)
         for p, c in zip(self.cores, _decompose.tensor_ring_cores(w, self.ranks), strict=True):
             self._copy_(p, c)

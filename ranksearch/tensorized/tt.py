@@ -26,6 +26,7 @@ from ranksearch.tensorized._base import (
     LayerSpec,
     LinearLayer,
     PathCost,
+    Unfoldings,
     apply_chain,
     chain_apply,
     chain_blocks,
@@ -74,6 +75,21 @@ def _init_chain(cores: list[Tensor], inner_ranks: tuple[int, ...], target: float
         nn.init.normal_(core, 0.0, math.sqrt(s2))
 
 
+class _TTGeometry:
+    """TT-matrix modes ([kh*kw,] I_1*O_1, ..., I_d*O_d): the unfolding at bond k (the modes
+    before it against those after) has rank <= r_k."""
+
+    @classmethod
+    def weight_tensor(cls, spec: LayerSpec, weight: np.ndarray) -> np.ndarray:
+        kk = None if spec.kernel is None else spec.kk
+        return _interleaved(weight, spec.out_shape, spec.in_shape, kk)
+
+    @classmethod
+    def bond_ranks(cls, spec: LayerSpec, weight: np.ndarray, matrix_rank: Any) -> tuple[float, ...]:
+        unfold = Unfoldings(cls.weight_tensor(spec, weight), matrix_rank)
+        return tuple(unfold.rank(list(range(k))) for k in range(1, unfold.tensor.ndim))
+
+
 def _interleaved(weight: np.ndarray, out_shape: tuple[int, ...], in_shape: tuple[int, ...],
                  kk: int | None) -> np.ndarray:
     """Dense weight as a tensor of modes ([kh*kw,] I_1*O_1, ..., I_d*O_d) (TT-matrix layout)."""
@@ -86,7 +102,7 @@ def _interleaved(weight: np.ndarray, out_shape: tuple[int, ...], in_shape: tuple
     return w.transpose([2 * d, *axes]).reshape(kk, *modes)
 
 
-class TTLinear(LinearLayer):
+class TTLinear(_TTGeometry, LinearLayer):
     """TT-matrix linear layer; ranks r_1..r_{d-1} (in_shape/out_shape padded to equal length d)."""
 
     fmt = "tt"
@@ -148,12 +164,12 @@ class TTLinear(LinearLayer):
         return w.permute(*range(1, 2 * d, 2), *range(0, 2 * d, 2)).reshape(self.out_features, self.in_features)
 
     def _load_dense(self, weight: np.ndarray) -> None:
-        tensor = _interleaved(weight, self.out_shape, self.in_shape, None)
+        tensor = self.weight_tensor(self.spec, weight)
         for p, c in zip(self.cores, _decompose.tensor_train_cores(tensor, self.ranks), strict=True):
             self._copy_(p, c.reshape(p.shape))
 
 
-class TTConv2d(ConvLayer):
+class TTConv2d(_TTGeometry, ConvLayer):
     """TT convolution: spatial core (1, kh*kw, r_1), then d channel cores; ranks r_1..r_d."""
 
     fmt = "tt"
@@ -256,6 +272,6 @@ class TTConv2d(ConvLayer):
         return w.reshape(self.out_channels, self.in_channels, *self.kernel_size)
 
     def _load_dense(self, weight: np.ndarray) -> None:
-        tensor = _interleaved(weight, self.out_shape, self.in_shape, self.spec.kk)
+        tensor = self.weight_tensor(self.spec, weight)
         for p, c in zip(self.cores, _decompose.tensor_train_cores(tensor, self.ranks), strict=True):
             self._copy_(p, c.reshape(p.shape))

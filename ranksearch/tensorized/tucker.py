@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ranksearch.tensorized import _decompose
-from ranksearch.tensorized._base import ConvLayer, LayerSpec, LinearLayer, PathCost, path_cost
+from ranksearch.tensorized._base import ConvLayer, LayerSpec, LinearLayer, PathCost, Unfoldings, path_cost
 
 _LAYOUT = (2, "(r_in, r_out): the input and output factor ranks")
 
@@ -49,6 +49,17 @@ class _TuckerMixin:
     @classmethod
     def count_params(cls, spec: LayerSpec) -> int:
         return _params(spec)
+
+    @classmethod
+    def weight_tensor(cls, spec: LayerSpec, weight: np.ndarray) -> np.ndarray:
+        """(C_out, C_in, kh*kw): Tucker-2 factorises the two channel modes only."""
+        return weight.reshape(weight.shape[0], weight.shape[1], -1)
+
+    @classmethod
+    def bond_ranks(cls, spec: LayerSpec, weight: np.ndarray, matrix_rank: Any) -> tuple[float, ...]:
+        """(r_in, r_out): the ranks of the C_in and C_out unfoldings."""
+        unfold = Unfoldings(cls.weight_tensor(spec, weight), matrix_rank)
+        return (unfold.rank([1]), unfold.rank([0]))
 
     def _build(self, factory: dict[str, Any]) -> None:
         spec = self.spec
