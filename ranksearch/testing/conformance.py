@@ -1,0 +1,363 @@
+"""The contract every strategy must meet, as checks a strategy author runs on their own class.
+
+    from ranksearch.testing import check_strategy
+    check_strategy(MyStrategy, options={"width": 3})     # raises AssertionError listing failures
+
+or one pytest test per check:
+
+    @pytest.mark.parametrize("check", ranksearch.testing.CHECKS)
+    def test_conformance(check):
+        ranksearch.testing.run_check(check, MyStrategy, options={"width": 3})
+
+Each check drives fresh strategies on the small fake spaces of `ranksearch.testing.spaces` with
+a cheap synthetic objective (no Ray, no training): the ask/tell protocol, the bounds and
+duplicate contract, failed, pruned and NaN results, out-of-order, repeated and unasked
+results, exhausted spaces, constraints, determinism for a seed, the state round trip, seeds
+proposed first, and unknown options. Compare `optuna/testing/pytest_samplers.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ranksearch.strategies.base import STATE_VERSION, Strategy, StrategyError
+from ranksearch.testing import spaces
+from ranksearch.trial import TrialResult
+
+__all__ = ["BUDGET", "CHECKS", "check_strategy", "drive", "run_check"]
+
+#: Configurations each check's runs may propose.
+BUDGET = 24
+Maker = Callable[..., Strategy]
+
+
+class _Target:
+    """How to make the strategy under test: a class, or a registered name, with options."""
+
+    def __init__(self, target: type[Strategy] | str, options: Mapping[str, Any] | None) -> None:
+        from ranksearch import strategies
+
+        self.cls = strategies.strategy_class(target) if isinstance(target, str) else target
+        if not (isinstance(self.cls, type) and issubclass(self.cls, Strategy)):
+            raise TypeError(f"check_strategy needs a Strategy subclass or a registered name, "
+                            f"got {target!r}")
+        self.name = self.cls.name
+        self.options = dict(options or {})
+
+    def __call__(self, space: Any, *, seed: int, budget: int = BUDGET) -> Strategy:
+        return self.cls(space, seed=seed, budget=budget, **self.options)
+
+    @property
+    def registered(self) -> bool:
+        """True when `ranksearch.strategies` resolves the class's name to this class."""
+        from ranksearch import strategies
+
+        try:
+            return strategies.strategy_class(self.name) is self.cls
+        except StrategyError:
+            return False
+
+
+# -- driving ------------------------------------------------------------------------------------
+def drive(strategy: Strategy, space: Any, *, results: Callable[[tuple[int, ...]], TrialResult] | None = None,
+          max_calls: int = 2000) -> list[tuple[int, ...]]:
+    """Run a strategy to its end like a pool of workers would: ask until None, tell the batch
+    back in reverse order, repeat. Returns every proposal."""
+    results = results or (lambda r: spaces.objective(space, r))
+    asked: list[tuple[int, ...]] = []
+    for _ in range(max_calls):
+        batch = []
+        while True:
+            r = strategy.ask()
+            if r is None:
+                break
+            batch.append(r)
+        if not batch:
+            assert strategy.is_finished(), "ask() gave None with nothing in flight, yet is_finished() is False"
+            return asked
+        asked += batch
+        for r in reversed(batch):
+            strategy.tell(f"t{len(asked)}-{r}", results(r))
+    raise AssertionError(f"the strategy did not finish within {max_calls} rounds of asks")
+
+
+def _check_proposal(space: Any, strategy: Strategy, r: Any) -> None:
+    assert isinstance(r, tuple) and all(type(v) is int for v in r), f"proposal {r!r} is not a tuple of ints"
+    assert len(r) == space.n_ranks, f"proposal {r} has {len(r)} values, the space {space.n_ranks}"
+    assert all(v in e.values for v, e in zip(r, space.elements, strict=True)), f"proposal {r} is out of bounds"
+    assert strategy.feasible(r), f"proposal {r} breaks the space's constraints"
+
+
+def _no_repeats(asked: Sequence[tuple[int, ...]]) -> None:
+    repeats = sorted({r for r in asked if asked.count(r) > 1})
+    assert not repeats, f"configurations proposed twice: {repeats[:3]}"
+
+
+# -- the checks ---------------------------------------------------------------------------------
+def check_protocol(make: _Target) -> None:
+    """ask/tell to the end: in-bounds, feasible, new proposals within the budget; then finished."""
+    space = spaces.small()
+    s = make(space, seed=1)
+    assert s.name == make.name, f"the strategy's name is {s.name!r}"
+    assert not s.is_finished(), "is_finished() is True before anything was asked"
+    asked = drive(s, space)
+    assert 0 < len(asked) <= BUDGET, f"{len(asked)} proposals for a budget of {BUDGET}"
+    _no_repeats(asked)
+    for r in asked:
+        _check_proposal(space, s, r)
+        assert isinstance(s.info(r), dict)
+    assert s.is_finished() and s.ask() is None, "asks go on after the end"
+    assert s.pending == 0
+
+
+def check_keeps_workers_busy_or_waits(make: _Target) -> None:
+    """A second ask either gives work or waits with something in flight."""
+    space = spaces.small()
+    s = make(space, seed=2)
+    r = s.ask()
+    assert r is not None, "the first ask gave nothing"
+    second = s.ask()
+    if second is None:
+        assert s.pending == 1 and not s.is_finished(), "waiting with nothing in flight"
+    s.tell("a", spaces.objective(space, r))
+    if second is not None:
+        s.tell("b", spaces.objective(space, second))
+    assert s.ask() is not None or s.is_finished(), "nothing to propose after its results came back"
+
+
+def check_failed_pruned_and_nan_results(make: _Target) -> None:
+    """Failed, pruned and non-finite results are told too and must not crash the strategy."""
+    space = spaces.small()
+    kinds = [
+        lambda r: TrialResult(r, status="failed", error="CUDA out of memory"),
+        lambda r: TrialResult(r, status="pruned", metrics={"val_accuracy": 0.4}, fidelity=1),
+        lambda r: TrialResult(r, status="pruned"),
+        lambda r: TrialResult(r, metrics={"val_accuracy": math.nan}),
+        lambda r: TrialResult(r, metrics={"val_accuracy": math.inf, "params": 5.0}),
+        lambda r: spaces.objective(space, r),
+    ]
+    counter = iter(range(10**6))
+    s = make(space, seed=3)
+    asked = drive(s, space, results=lambda r: kinds[next(counter) % len(kinds)](r))
+    assert 0 < len(asked) <= BUDGET
+    _no_repeats(asked)
+    assert any(not o.usable for o in s.observations)
+    assert all(math.isfinite(v) for o in s.observations for v in o.f), "a non-finite objective vector"
+    json.dumps(s.state_dict(), allow_nan=False)
+
+
+def check_all_failed_still_finishes(make: _Target) -> None:
+    """Every trial failing still ends the search."""
+    space = spaces.small()
+    s = make(space, seed=10)
+    asked = drive(s, space, results=lambda r: TrialResult(r, status="failed"))
+    assert 0 < len(asked) <= BUDGET
+
+
+def check_out_of_order_duplicate_and_unasked_results(make: _Target) -> None:
+    """Results in reverse order, reported twice, or for configurations never asked."""
+    space = spaces.small()
+    s = make(space, seed=4)
+    batch = []
+    while len(batch) < 3:
+        r = s.ask()
+        if r is None:
+            break
+        batch.append(r)
+    assert batch, "the first ask gave nothing"
+    for i, r in reversed(list(enumerate(batch))):
+        s.tell(f"id{i}", spaces.objective(space, r))
+        s.tell(f"id{i}", TrialResult(r, status="failed"))  # a late second report is ignored
+    assert len(s.observations) == len(batch), "a second report of a trial was not ignored"
+    assert all(o.status == "ok" for o in s.observations)
+    stranger = space.equal_ranks(3)
+    if stranger not in batch:
+        s.tell("from-elsewhere", spaces.objective(space, stranger))
+    asked = batch + drive(s, space)
+    _no_repeats(asked)
+    assert s.is_finished()
+
+
+def check_exhausts_a_tiny_space(make: _Target) -> None:
+    """Four configurations and a budget of 50: each at most once, then finished."""
+    space = spaces.tiny()
+    s = make(space, seed=5, budget=50)
+    asked = drive(s, space)
+    _no_repeats(asked)
+    assert len(asked) <= 4
+    assert s.is_finished() and s.ask() is None
+
+
+def check_single_configuration_space(make: _Target) -> None:
+    """A space of one configuration: proposed once, then finished."""
+    space = spaces.FakeSpace([spaces.FakeLayer("fc", (2,), (2,))], choices=(3,), low=3, high=3)
+    s = make(space, seed=0, budget=5)
+    asked = drive(s, space)
+    assert asked == [(3, 3)], f"proposed {asked}"
+
+
+def check_hard_constraints_are_never_broken(make: _Target) -> None:
+    """Every proposal meets max_params."""
+    space = spaces.small(constraints={"max_params": 600})
+    s = make(space, seed=6)
+    asked = drive(s, space)
+    assert asked and all(s.params(r) <= 600 for r in asked)
+
+
+def check_impossible_constraints_fail_early(make: _Target) -> None:
+    """Constraints no configuration meets are an error when the strategy is made."""
+    space = spaces.small(constraints={"max_params": 10})
+    try:
+        make(space, seed=0, budget=5)
+    except StrategyError as exc:
+        assert "constraints" in str(exc), f"the error does not say why: {exc}"
+        return
+    raise AssertionError("a strategy was made for a space no configuration fits")
+
+
+def check_same_seed_same_proposals(make: _Target) -> None:
+    """The seed alone fixes the proposals (one numpy Generator, no global RNG)."""
+    space = spaces.small()
+    a = drive(make(space, seed=7), space)
+    b = drive(make(space, seed=7), space)
+    assert a == b, "two runs with seed 7 proposed different configurations"
+
+
+def check_state_round_trip(make: _Target) -> None:
+    """state_dict is versioned JSON; a fresh strategy loaded from it continues identically."""
+    space = spaces.small()
+
+    def rounds(s: Strategy, n: int) -> tuple[list, list]:
+        out, in_flight = [], []
+        for k in range(n):
+            batch = []
+            while len(batch) < 4:
+                r = s.ask()
+                if r is None:
+                    break
+                batch.append(r)
+            out += batch
+            if k == n - 1:
+                in_flight = batch
+            else:
+                for r in batch:
+                    s.tell(f"{r}", spaces.objective(space, r))
+        return out, in_flight
+
+    a = make(space, seed=8)
+    first, in_flight = rounds(a, 3)
+    state = json.loads(json.dumps(a.state_dict(), allow_nan=False))
+    assert state["strategy"] == make.name and state["version"] == STATE_VERSION
+    copies = [make(space, seed=8)]
+    copies[0].load_state_dict(state)
+    if make.registered:
+        from ranksearch import strategies
+
+        copies.append(strategies.from_state(space, state))
+    for c in copies:
+        assert c.n_asked == a.n_asked, "a reloaded strategy counts a different number of asks"
+    for s in (a, *copies):
+        for r in in_flight:
+            s.tell(f"{r}", spaces.objective(space, r))
+    rest = [drive(s, space) for s in (a, *copies)]
+    assert all(r == rest[0] for r in rest), "a reloaded strategy continued differently"
+    _no_repeats(first + rest[0])
+
+
+def check_state_refuses_a_used_strategy_or_another_one(make: _Target) -> None:
+    """load_state_dict wants a fresh strategy of the same name."""
+    from ranksearch.strategies.random_search import RandomSearch, UniformSweep
+
+    space = spaces.small()
+    a = make(space, seed=9)
+    a.ask()
+    state = a.state_dict()
+    for target, fragment in ((a, "fresh"),
+                             ((UniformSweep if make.name == "random" else RandomSearch)(space, seed=9),
+                              "belongs to")):
+        try:
+            target.load_state_dict(state)
+        except StrategyError as exc:
+            assert fragment in str(exc), f"unclear error: {exc}"
+        else:
+            raise AssertionError(f"load_state_dict accepted a state it must refuse ({fragment})")
+
+
+def check_seeds_come_first(make: _Target) -> None:
+    """Seeds given before the first ask are proposed first, once, and count against the budget."""
+    space = spaces.small()
+    s = make(space, seed=11)
+    seeds = [space.equal_ranks(2), space.equal_ranks(5)]
+    assert s.add_seeds(seeds, kind="explicit") == seeds
+    asked = drive(s, space)
+    assert asked[:2] == seeds, f"the first proposals were {asked[:2]}, not the seeds {seeds}"
+    _no_repeats(asked)
+    assert len(asked) <= BUDGET
+
+
+def check_unknown_option_is_an_error(make: _Target) -> None:
+    """An option the strategy does not declare is an error naming it."""
+    try:
+        make.cls(spaces.small(), seed=0, **make.options, no_such_option=1)
+    except (StrategyError, TypeError) as exc:
+        assert "no_such_option" in str(exc), f"the error does not name the option: {exc}"
+        return
+    raise AssertionError("an unknown option was accepted silently")
+
+
+_CHECKS: dict[str, Callable[[_Target], None]] = {
+    "protocol": check_protocol,
+    "keeps_workers_busy_or_waits": check_keeps_workers_busy_or_waits,
+    "failed_pruned_and_nan_results": check_failed_pruned_and_nan_results,
+    "all_failed_still_finishes": check_all_failed_still_finishes,
+    "out_of_order_duplicate_and_unasked_results": check_out_of_order_duplicate_and_unasked_results,
+    "exhausts_a_tiny_space": check_exhausts_a_tiny_space,
+    "single_configuration_space": check_single_configuration_space,
+    "hard_constraints_are_never_broken": check_hard_constraints_are_never_broken,
+    "impossible_constraints_fail_early": check_impossible_constraints_fail_early,
+    "same_seed_same_proposals": check_same_seed_same_proposals,
+    "state_round_trip": check_state_round_trip,
+    "state_refuses_a_used_strategy_or_another_one": check_state_refuses_a_used_strategy_or_another_one,
+    "seeds_come_first": check_seeds_come_first,
+    "unknown_option_is_an_error": check_unknown_option_is_an_error,
+}
+#: The names of the checks, for `pytest.mark.parametrize("check", CHECKS)`.
+CHECKS: tuple[str, ...] = tuple(_CHECKS)
+
+
+def run_check(check: str, target: type[Strategy] | str,
+              options: Mapping[str, Any] | None = None) -> None:
+    """Run one check on a strategy class (or registered name) made with `options`.
+
+    Raises AssertionError naming the strategy and the check, with what went wrong; an
+    exception the strategy raises counts as a failure too.
+    """
+    if check not in _CHECKS:
+        raise KeyError(f"unknown conformance check {check!r}; checks: {', '.join(CHECKS)}")
+    make = _Target(target, options)
+    try:
+        _CHECKS[check](make)
+    except AssertionError as exc:
+        raise AssertionError(f"strategy '{make.name}' fails conformance check '{check}' "
+                             f"({_CHECKS[check].__doc__.splitlines()[0]}): {exc}") from exc
+    except Exception as exc:
+        raise AssertionError(f"strategy '{make.name}' fails conformance check '{check}': it "
+                             f"raised {type(exc).__name__}: {exc}") from exc
+
+
+def check_strategy(target: type[Strategy] | str, options: Mapping[str, Any] | None = None, *,
+                   checks: Sequence[str] | None = None) -> None:
+    """Run every conformance check (or `checks`) on a strategy; one AssertionError lists all
+    that failed."""
+    failures = []
+    for check in checks or CHECKS:
+        try:
+            run_check(check, target, options)
+        except AssertionError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise AssertionError(f"{len(failures)} of {len(checks or CHECKS)} conformance checks "
+                             "failed:\n- " + "\n- ".join(failures))
