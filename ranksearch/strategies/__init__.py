@@ -8,7 +8,10 @@
         strategy.tell(trial_id, TrialResult(ranks, metrics={"val_accuracy": 0.91}, fidelity=20))
 
 Strategies are plain Python objects (no Ray, no MLflow). Modules are imported only when a
-strategy is requested, so `import ranksearch.strategies` stays cheap.
+strategy is requested, so `import ranksearch.strategies` stays cheap. Installed packages add
+strategies through the entry-point group `ranksearch.strategies` (loaded when first asked for);
+`catalog()` lists every strategy with its typed options, and `check_options(name, options)`
+validates options without building anything.
 """
 
 from __future__ import annotations

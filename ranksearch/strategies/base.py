@@ -6,10 +6,11 @@ to propose next:
 
 - proposals are checked where they are made (length, bounds, `max_params` / `min_compression`,
   never a configuration proposed before) and a violation names the strategy;
-- objective direction is handled once: subclasses see a minimisation vector `Observation.f`
-  built from the space's objectives, with params / compression / FLOPs taken from the
-  closed-form counts (on a log10 scale, since they span orders of magnitude) and failed, pruned
-  without metrics or non-finite results counted as the worst accuracy;
+- objective direction is handled once, by `ranksearch.objectives`: subclasses see a
+  minimisation vector `Observation.f` built from the space's objectives, with params /
+  compression / FLOPs taken from the closed-form counts (on a log10 scale, since they span
+  orders of magnitude) and failed, pruned without metrics or non-finite results counted as the
+  worst values; `feasible` is `Objectives.feasible` on the exact parameter count;
 - results may arrive out of order, twice (the first report wins), or for configurations the
   strategy never asked for (kept as extra information);
 - `state_dict` is a versioned JSON-able log of the seeds, asks and tells; `load_state_dict`
@@ -20,7 +21,11 @@ to propose next:
   budget, and their results reach the subclass through `_observe` like any other; a subclass
   may read `self.seeds` in `_start` (e.g. to put them into a first population).
 
-Subclasses implement `_propose(limit)` and usually `_observe(obs)`. Two rules keep replay exact:
+Subclasses implement `_propose(limit)` and usually `_observe(obs)`, and declare their options as
+an `Options` dataclass (`ranksearch.strategies.options`), validated once here into `self.opts`;
+strategies that breed whole batches derive from `ranksearch.strategies.batch.BatchStrategy`.
+`ranksearch.testing.check_strategy` checks a subclass against this contract. Two rules keep
+replay exact:
 draw from `self.rng` only inside those hooks (or `_start`, run on the first ask), never in
 `__init__`; and a `_propose` that returns nothing must leave the strategy unchanged, or change
 it so that calling it again at once changes nothing more (a run of empty asks is logged once).
