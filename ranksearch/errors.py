@@ -50,3 +50,33 @@ class SpaceError(RanksearchError, ValueError):
     def with_file(self, file: str) -> SpaceError:
         """The same error, attributed to `file` (used when a space is loaded from disk)."""
         return SpaceError(self.reason, file=file, field=self.field, value=self.value, hint=self.hint)
+
+
+class SettingError(RanksearchError, ValueError):
+    """A keyword setting of a library call (`workers`, `budget`, `address`...) has a bad value.
+
+    The library names the setting as Python callers spell it; the CLI renders the same error
+    with its flag (`render("--workers")`), so errors raised from Python never mention flags.
+    """
+
+    def __init__(self, setting: str, message: str, *, value: Any = None, hint: str | None = None,
+                 show_value: bool = True) -> None:
+        self.setting = setting
+        self.value = value
+        self.reason = message
+        self.hint = hint
+        self.show_value = show_value
+        super().__init__(self.render())
+
+    def render(self, name: str | None = None) -> str:
+        """The message with the setting called `name` (default: its Python name)."""
+        text = f"{name or self.setting} {self.reason}"
+        if self.show_value:
+            text += f" (got {self.value!r})"
+        if self.hint:
+            text += f". {self.hint[:1].upper()}{self.hint[1:]}"
+        return text
+
+
+class ServiceError(RanksearchError):
+    """Bad input to a service function: a search, store or rank config that cannot be used."""
