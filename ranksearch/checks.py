@@ -140,26 +140,25 @@ def _check_constraints(space: SearchSpace) -> None:
 
 
 def check_data_path(space: SearchSpace) -> None:
-    """The dataset's folder exists (for datasets read from disk); nothing is parsed."""
-    from ranksearch.data.sources import get_source, resolve_path
+    """The dataset's folder exists (for datasets read from disk); no data file is parsed."""
+    from ranksearch.data.sources import get_source, resolve_options, resolve_path
 
     data = space.config.data
     try:
         source = get_source(data.dataset)
         folder = resolve_path(source, data.path)
+        if not source.takes_path or (folder is not None and os.path.isdir(folder)):
+            return
+        # The loader's own first check says what is missing and how to install it.
+        source.load(folder, resolve_options(source, data.options))
     except RanksearchError as exc:
-        raise SpaceError(getattr(exc, "reason", str(exc)), file=space.source,
-                         field=getattr(exc, "field", None) or "data", value=getattr(exc, "value", None),
-                         hint=getattr(exc, "hint", None)) from None
-    if not source.takes_path:
-        return
-    if folder is None:
-        raise SpaceError(f"dataset '{data.dataset}' is read from disk, and no folder is given",
-                         file=space.source, field="data.path",
-                         hint="set data.path to the folder holding its files"
-                              + (f" (or set ${source.path_env})" if source.path_env else ""))
-    if not os.path.isdir(folder):
-        raise SpaceError("folder not found", file=space.source, field="data.path",
-                         value=data.path if data.path is not None else folder,
-                         hint=f"point data.path at the folder holding the {data.dataset} files"
-                              + (f" (or set ${source.path_env})" if source.path_env else ""))
+        raise _as_space_error(exc, space) from None
+    raise SpaceError("folder not found", file=space.source, field="data.path", value=data.path or folder,
+                     hint=f"point data.path at the folder holding the {data.dataset} files")
+
+
+def _as_space_error(exc: RanksearchError, space: SearchSpace) -> SpaceError:
+    """A data error, attributed to the space file it came from."""
+    return SpaceError(getattr(exc, "reason", str(exc)), file=space.source,
+                      field=getattr(exc, "field", None) or "data", value=getattr(exc, "value", None),
+                      hint=getattr(exc, "hint", None))

@@ -114,12 +114,12 @@ def test_train_from_dense_weights(tmp_path, capsys):
     torch.save(net.state_dict(), weights)
 
     code, _, err = run_cli(["train", str(spec), "--ranks", "4"], capsys)
-    assert code == 2 and "--dense PATH" in err and "init: dense" in err
+    assert code == 2 and "--dense is required" in err and "init: dense" in err
     code, _, err = run_cli(["train", str(spec), "--ranks", "4", "--dense", str(tmp_path / "nope.pt")], capsys)
-    assert code == 2 and "no such file" in err
+    assert code == 2 and "--dense is not a file" in err and "nope.pt" in err
     torch.save({"bogus": torch.zeros(1)}, tmp_path / "bad.pt")
     code, _, err = run_cli(["train", str(spec), "--ranks", "4", "--dense", str(tmp_path / "bad.pt")], capsys)
-    assert code == 2 and "not dense weights" in err
+    assert code == 2 and "--dense holds no dense weights" in err
 
     out = tmp_path / "run"
     main(["train", str(spec), "--ranks", "4", "--dense", str(weights), "--out", str(out)])  # no exit: success

@@ -73,6 +73,11 @@ class SubmitError(RanksearchError):
     """A job cannot be submitted or reached (the message says what to change)."""
 
 
+class SubmitSettingError(SettingError, SubmitError):
+    """A submit setting (`address`, `storage`, `tracking_uri`, `env`...) is unusable; it names the
+    setting as Python spells it, and the CLI its flag."""
+
+
 # -- authentication -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ClusterAuth:
@@ -144,17 +149,17 @@ def dashboard_url(address: str | None = None) -> str:
     """The Jobs API address: `address`, else $RAY_ADDRESS, as http(s)://HOST:PORT."""
     text = (address or os.environ.get("RAY_ADDRESS") or "").strip()
     if not text:
-        raise SettingError("address", "is not given", show_value=False,
+        raise SubmitSettingError("address", "is not given", show_value=False,
                            hint=f"give the Ray dashboard's Jobs API, http://HEAD:{DEFAULT_DASHBOARD_PORT}, or "
                                 "set RAY_ADDRESS")
     if text.startswith("ray://") or text in ("auto", "local"):
-        raise SettingError("address", "is a Ray client or GCS address", value=text,
+        raise SubmitSettingError("address", "is a Ray client or GCS address", value=text,
                            hint=f"jobs go to the Ray dashboard's HTTP address, http://HEAD:{DEFAULT_DASHBOARD_PORT}")
     if "://" not in text:
         text = f"http://{text}"
     scheme = text.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
-        raise SettingError("address", "is not an HTTP address", value=text,
+        raise SubmitSettingError("address", "is not an HTTP address", value=text,
                            hint="use http://HOST:PORT or https://HOST:PORT")
     return text.rstrip("/")
 
@@ -349,14 +354,14 @@ def check_storage(storage: str, nodes: Sequence[Mapping[str, Any]], *, shared: b
                   env: Mapping[str, str] | None = None) -> None:
     """Refuse a storage location that the cluster's nodes cannot all reach."""
     if "://" not in storage and not Path(storage).is_absolute():
-        raise SettingError("storage", "is a relative path: on the cluster it would land in the job's "
+        raise SubmitSettingError("storage", "is a relative path: on the cluster it would land in the job's "
                            "temporary working directory", value=storage,
                            hint="give s3://BUCKET/PREFIX or an absolute path on a filesystem every node mounts")
     if several_nodes(nodes) and not is_shared_storage(storage, shared=shared, env=env):
         count = len(nodes)
         what = (f"has {count} alive nodes" if count > 1 else
                 "runs its trials on worker nodes that are not up yet (the head offers no CPU)")
-        raise SettingError(
+        raise SubmitSettingError(
             "storage", f"is a local path, and the cluster {what}: trials on other nodes would write their "
             "checkpoints where the driver and `resume` cannot see them", value=storage,
             hint="give s3://BUCKET/PREFIX, or a folder on a filesystem every node mounts (NFS, EFS, ...) "
@@ -367,23 +372,23 @@ def check_tracking(tracking_uri: str | None) -> str:
     """A tracking URI a job can use: a server, or an absolute store on the head node; no password."""
     uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "").strip()
     if not uri:
-        raise SettingError("tracking_uri", "is not given: the job's driver records every trial there",
+        raise SubmitSettingError("tracking_uri", "is not given: the job's driver records every trial there",
                            show_value=False,
                            hint="give an MLflow server, http://MLFLOW-SERVER:5000 (or set MLFLOW_TRACKING_URI)")
     if re.match(r"^[a-zA-Z][\w+.-]*://[^/@\s]*:[^/@\s]+@", uri):
-        raise SettingError("tracking_uri", "holds a password; jobs are visible to everyone on the cluster",
+        raise SubmitSettingError("tracking_uri", "holds a password; jobs are visible to everyone on the cluster",
                            show_value=False,
                            hint="drop it from the URI and set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD "
                                 "on the cluster's nodes instead")
     if "://" in uri:
         scheme = uri.split("://", 1)[0].lower()
         if scheme == "sqlite" and not uri.startswith("sqlite:////"):
-            raise SettingError("tracking_uri", "is a relative SQLite store", value=uri,
+            raise SubmitSettingError("tracking_uri", "is a relative SQLite store", value=uri,
                                hint="give an absolute path on the head node (sqlite:////abs/path.db); better, "
                                     "an MLflow server")
         return uri
     if not Path(uri).is_absolute():
-        raise SettingError("tracking_uri", "is a relative folder: on the cluster it would land in the job's "
+        raise SubmitSettingError("tracking_uri", "is a relative folder: on the cluster it would land in the job's "
                            "temporary working directory", value=uri, hint="give an MLflow server (http://...)")
     return uri
 
@@ -398,15 +403,15 @@ def parse_env(items: Sequence[str], env: Mapping[str, str] | None = None) -> dic
         name, sep, value = item.partition("=")
         name = name.strip()
         if not _ENV_NAME.match(name):
-            raise SettingError("env", "is not NAME=VALUE or NAME (a variable of this shell)", value=item)
+            raise SubmitSettingError("env", "is not NAME=VALUE or NAME (a variable of this shell)", value=item)
         if name in _SECRET_ENV or (is_secret_key(name) and not name.endswith(("_PATH", "_FILE", "_MODE"))):
-            raise SettingError("env", "names what looks like a credential, and a job's environment is visible "
+            raise SubmitSettingError("env", "names what looks like a credential, and a job's environment is visible "
                                "to everyone who can list jobs", value=name,
                                hint="put it on the cluster's nodes instead (instance profile, Kubernetes "
                                     "secret, the nodes' environment)")
         if not sep:
             if name not in env:
-                raise SettingError("env", "names a variable that is not set in this shell", value=name,
+                raise SubmitSettingError("env", "names a variable that is not set in this shell", value=name,
                                    hint=f"write {name}=VALUE")
             value = env[name]
         out[name] = value
@@ -451,7 +456,7 @@ def _cli(*args: str) -> str:
 def _default_storage(storage: str | None) -> str:
     value = (storage or os.environ.get(STORAGE_ENV) or "").strip()
     if not value:
-        raise SettingError("storage", "is not given: a cluster job keeps its experiment folder and "
+        raise SubmitSettingError("storage", "is not given: a cluster job keeps its experiment folder and "
                            "checkpoints where every node and `resume` can reach them", show_value=False,
                            hint="give s3://BUCKET/PREFIX (or set RANKSEARCH_STORAGE)")
     return value
@@ -489,11 +494,11 @@ def search_request(
     if working_dir is not None:
         wd = Path(working_dir).resolve()
         if not wd.is_dir():
-            raise SettingError("working_dir", "is not a folder", value=str(working_dir))
+            raise SubmitSettingError("working_dir", "is not a folder", value=str(working_dir))
         try:
             space_arg = space_path.resolve().relative_to(wd).as_posix()
         except ValueError:
-            raise SettingError("working_dir", f"does not hold {space_file}: the job only sees that folder",
+            raise SubmitSettingError("working_dir", f"does not hold {space_file}: the job only sees that folder",
                                value=str(wd), hint="move the space file into it") from None
         upload = str(wd)
     else:
