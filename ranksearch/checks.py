@@ -41,9 +41,9 @@ def check_space(
 
     base = space if isinstance(space, SearchSpace) else load_space(space)
     effective = _with_overrides(base, strategy=strategy, budget=budget, seed=seed, options=options)
+    _check_constraints(effective)  # before the strategy, which would refuse them less clearly
     _check_strategy(effective, from_argument=strategy is not None and strategy != base.config.strategy.name,
                     options_from_argument=bool(options))
-    _check_constraints(effective)
     if check_data:
         check_data_path(effective)
     return effective

@@ -139,7 +139,7 @@ def inspect(
 def train(
     space_file: ConfigArg,
     ranks: RanksOpt = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override the space's epoch budget.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the space's epoch budget.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the space's).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (checkpoint, metrics.json).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: the space's).")] = None,
@@ -227,14 +227,14 @@ def _search_exit(outcome: Any) -> None:
 def run(
     space_file: SpaceArg,
     strategy: Annotated[str | None, typer.Option(help="Strategy name (default: the space's).")] = None,
-    budget: Annotated[int | None, typer.Option(min=1, help="Number of trials (default: the space's).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: resources.max_concurrent).")] = None,
+    budget: Annotated[int | None, typer.Option(help="Number of trials (default: the space's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: resources.max_concurrent).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the strategy, data split and training (default: the space's).")] = None,
     name: Annotated[str | None, typer.Option(help="Search name (default: SPACE-STRATEGY-TIME).")] = None,
     tracking_uri: TrackingOpt = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray in this process).")] = None,
     storage: StorageOpt = None,
-    retries: Annotated[int, typer.Option(min=0, help="Retries of a failed trial (from its last checkpoint).")] = 1,
+    retries: Annotated[int, typer.Option(help="Retries of a failed trial (from its last checkpoint).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
 ) -> None:
     """Run a search: trials on Ray Tune, every trial and the front in MLflow, the front printed at the end."""
@@ -257,7 +257,7 @@ def resume(
     search: Annotated[str, typer.Argument(help="The search's name (under --storage), folder or s3:// URI.")],
     storage: StorageOpt = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster (default: the one the search used, or in-process).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: as before).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: as before).")] = None,
     tracking_uri: TrackingOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
 ) -> None:
@@ -394,14 +394,14 @@ def submit(
     space_file: SpaceArg,
     address: AddressOpt = None,
     strategy: Annotated[str | None, typer.Option(help="Strategy name (default: the space's).")] = None,
-    budget: Annotated[int | None, typer.Option(min=1, help="Number of trials (default: the space's).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: resources.max_concurrent).")] = None,
+    budget: Annotated[int | None, typer.Option(help="Number of trials (default: the space's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: resources.max_concurrent).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the space's).")] = None,
     name: Annotated[str | None, typer.Option(help="Search name (default: SPACE-STRATEGY-TIME).")] = None,
     tracking_uri: Annotated[str | None, typer.Option(
         "--tracking-uri", help="MLflow server the cluster reaches (default: $MLFLOW_TRACKING_URI).")] = None,
     storage: JobStorageOpt = None,
-    retries: Annotated[int, typer.Option(min=0, help="Retries of a failed trial (from its last checkpoint).")] = 1,
+    retries: Annotated[int, typer.Option(help="Retries of a failed trial (from its last checkpoint).")] = 1,
     shared_storage: SharedOpt = False,
     working_dir: Annotated[Path | None, typer.Option(
         "--working-dir", help="Folder to upload as the job's working directory (must hold SPACE_FILE).")] = None,
@@ -512,7 +512,7 @@ def jobs_resume(
     storage: JobStorageOpt = None,
     tracking_uri: Annotated[str | None, typer.Option(
         "--tracking-uri", help="MLflow server (default: the one the search used).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: as before).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: as before).")] = None,
     shared_storage: SharedOpt = False,
     ship_code: ShipOpt = True,
     pip: PipOpt = None,
@@ -564,7 +564,7 @@ _register_dashboard()
 
 
 #: Library settings whose flag is not `--` + the name with dashes.
-_FLAGS = {"env_vars": "--env", "output": "-o/--output", "search": "SEARCH", "space": "SPACE_FILE"}
+_FLAGS = {"env_vars": "--env", "output": "-o/--output", "search": "search", "space": "SPACE_FILE"}
 
 
 def flag_for(setting: str) -> str:

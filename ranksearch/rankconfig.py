@@ -32,6 +32,7 @@ RANK_CONFIG_VERSION = 1
 RANK_CONFIG_FILE = "rank_config.yaml"
 MODEL_FILE = "model.pt"
 MODEL_ARTIFACT_DIR = "model"
+_ARTIFACT_URI = re.compile(r"^(runs:/[0-9A-Za-z]+(/.*)?|models:/[^/@\s]+(@[^/\s]+|/\d+|/[A-Za-z]+))$")
 
 
 @dataclass
@@ -243,11 +244,20 @@ def finite(v: Any) -> bool:
 
 def download_uri(uri: str, tracking_uri: str | None) -> str:
     """Download a runs:/ or models:/ URI to a fresh local folder (or file) and return it."""
-    from ranksearch.service import default_tracking_uri
+    from ranksearch.service import default_tracking_uri, missing_local_store
     from ranksearch.tracking import TrackingError, download_artifact_uri
 
+    if not _ARTIFACT_URI.match(uri):
+        raise ServiceError(f"{uri!r} is not a rank-config location: write runs:/RUN_ID/PATH, "
+                           "models:/NAME@ALIAS or models:/NAME/VERSION")
+    store = default_tracking_uri(tracking_uri)
+    missing = missing_local_store(store)
+    if missing is not None:  # MLflow would create an empty store to look the URI up in
+        raise ServiceError(f"{uri}: there is no tracking store at {missing}; give the tracking URI the "
+                           "search used (or set MLFLOW_TRACKING_URI)")
+
     try:
-        return download_artifact_uri(uri, default_tracking_uri(tracking_uri), model_dir=MODEL_ARTIFACT_DIR)
+        return download_artifact_uri(uri, store, model_dir=MODEL_ARTIFACT_DIR)
     except TrackingError as exc:
         raise ServiceError(str(exc)) from None
 

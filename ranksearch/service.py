@@ -169,13 +169,13 @@ def prepare_search(
     name = name or f"{effective.name}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_search_name(name)
     tracking = default_tracking_uri(tracking_uri)
+    check_address(address)  # before the storage check, which creates the local folder
     store = Storage.parse(storage)
     if check_storage:
         store.check_writable()
         if store.exists(name, "search.json"):
             raise SettingError("name", f"is taken: a search of that name exists in {store.uri}", value=name,
                                hint=f"continue it with `ranksearch resume {name}`, or choose another name")
-    check_address(address)
     settings = SearchSettings(
         name=name, strategy=strategy, budget=budget, seed=seed, workers=workers,
         storage=store.uri if store.is_local else _storage_spec(store), options=opts,
@@ -302,20 +302,28 @@ def locate_search(search: str, *, tracking_uri: str | None = None, storage: str 
 def _require_local_store(uri: str, search: str, storage: str | None) -> None:
     """A search looked up in a local store that does not exist fails here, before MLflow would
     create an empty store as a side effect of the lookup."""
-    from ranksearch.tracking import resolve_tracking_uri
-
-    if "://" in uri and not uri.startswith(("sqlite:///", "file:")):
-        return
-    resolved = resolve_tracking_uri(uri)
-    path = Path(resolved.removeprefix("sqlite:///")) if resolved.startswith("sqlite:///") else None
-    if resolved.startswith("file:"):
-        path = Path(resolved.removeprefix("file://").removeprefix("file:"))
-    if path is not None and not path.exists():
-        where = storage or "runs/ray"
-        raise SettingError("search", f"names no search: there is no search state under {where} and no "
+    path = missing_local_store(uri)
+    if path is not None:
+        raise SettingError("search", f"not found: no search state under {storage or 'runs/ray'} and no "
                            f"tracking store at {path}", value=search,
                            hint="give the search's name with the storage and tracking store it used, its "
                                 "folder, or its MLflow run id")
+
+
+def missing_local_store(uri: str) -> Path | None:
+    """The path of a local tracking store that does not exist (None for servers and existing stores)."""
+    from ranksearch.tracking import resolve_tracking_uri
+
+    if "://" in uri and not uri.startswith(("sqlite:///", "file:")):
+        return None
+    resolved = resolve_tracking_uri(uri)
+    if resolved.startswith("sqlite:///"):
+        path = Path(resolved.removeprefix("sqlite:///"))
+    elif resolved.startswith("file:"):
+        path = Path(resolved.removeprefix("file://").removeprefix("file:"))
+    else:
+        return None
+    return None if path.exists() else path
 
 
 # -- resume ---------------------------------------------------------------------------------------

@@ -505,6 +505,9 @@ class SearchSpace:
         if isinstance(spec, bool):
             raise SpaceError("ranks cannot be a boolean", field="ranks", value=spec)
         if isinstance(spec, int):
+            if spec < 1:
+                raise SpaceError("an equal rank must be a positive integer", file=self.source, field="ranks",
+                                 value=spec, hint="give 1 or more, a fraction in (0, 1], or one rank per element")
             return self.equal_ranks(spec)
         if isinstance(spec, float):
             if not 0 < spec <= 1:
@@ -591,7 +594,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
-            self.flatten_mapping(node)  # `<<: *anchor` merges may be overridden; plain repeats not
+            # Only the keys written here: a `<<: *anchor` merge may be overridden (the base
+            # class flattens merges afterwards).
             seen: dict[Any, yaml.Mark] = {}
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
@@ -622,7 +626,7 @@ def read_yaml(path: str | Path, *, source: str | None = None) -> Any:
         raise SpaceError("the file is empty", file=source,
                          hint="write the sections name, model, data and training (see search_spaces/)")
     try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except DuplicateKeyError as exc:
         raise SpaceError(f"key '{exc.key}' is given twice (lines {exc.lines[0]} and {exc.lines[1]})",
                          file=source, field=str(exc.key),
@@ -635,6 +639,10 @@ def read_yaml(path: str | Path, *, source: str | None = None) -> Any:
             f"malformed YAML{where}: {problem}", file=source,
             hint="fix the YAML syntax (indentation, colons, brackets)",
         ) from None
+    if data is None:
+        raise SpaceError("the file is empty (it holds only comments)", file=source,
+                         hint="write the sections name, model, data and training (see search_spaces/)")
+    return data
 
 
 def count_params(space: SearchSpace, ranks: Any) -> int:

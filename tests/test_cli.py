@@ -138,3 +138,14 @@ def test_train_from_dense_weights(tmp_path, capsys):
                         training=space.config.training.model_copy(update={"init": "scratch", "distill": 0.0}),
                         measure_latency=False)
     assert cold.history[0]["train_loss"] != pytest.approx(metrics["history"][0]["train_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("bench", ["layers", "strategies", "pstrn", "service"])
+def test_bench_help_lists_the_benchmarks_own_options(bench, capsys):
+    from ranksearch.cli import _BENCHES
+
+    assert bench in _BENCHES
+    code, out, _err = run_cli(["bench", bench, "--help"], capsys)
+    assert code == 0
+    options = {w.rstrip(",") for w in out.split() if w.startswith("--") and w.rstrip(",") != "--help"}
+    assert out.startswith("usage:") and options, out  # the benchmark's parser, not typer's bare --help

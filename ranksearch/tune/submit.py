@@ -534,7 +534,9 @@ def resume_request(name: str, *, storage: str, tracking_uri: str | None = None, 
         args += ["--tracking-uri", tracking_uri]
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     if workers is not None:
-        args += ["--workers", str(int(workers))]
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise SubmitSettingError("workers", "must be a whole number, at least 1", value=workers)
+        args += ["--workers", str(workers)]
     meta = {f"{META_PREFIX}kind": "resume", f"{META_PREFIX}search": name, f"{META_PREFIX}storage": storage}
     if tracking_uri:
         meta[f"{META_PREFIX}tracking_uri"] = tracking_uri
