@@ -17,8 +17,7 @@ import pytest
 import yaml
 
 from ranksearch import service
-from ranksearch.errors import RanksearchError
-from ranksearch.errors import SettingError
+from ranksearch.errors import RanksearchError, SettingError
 from ranksearch.service import RankConfigFile, ServiceError
 
 ROOT = Path(__file__).resolve().parents[1]
