@@ -69,36 +69,6 @@ def validate(space_file: SpaceArg) -> None:
     out.print(table)
 
 
-def inspect_report(space, ranks) -> dict[str, Any]:
-    """Per-layer counts at `ranks` (closed form) and whole-model totals."""
-    from ranksearch.space import count_flops, count_params
-
-    per_layer = space.layer_ranks(ranks)
-    layers = []
-    for lay in space.layers:
-        r = per_layer[lay.name]
-        p = lay.params(r)
-        layers.append({
-            "layer": lay.name, "kind": lay.kind, "format": lay.format,
-            "in_shape": list(lay.in_shape), "out_shape": list(lay.out_shape),
-            "kernel_size": list(lay.kernel_size) if lay.kernel_size else None,
-            "ranks": list(r), "params": p, "dense_params": lay.dense_params,
-            "compression_ratio": lay.dense_params / p, "flops": lay.flops(r),
-            "dense_flops": lay.dense_flops,
-        })
-    total = count_params(space, ranks)
-    return {
-        "space": space.name, "ranks": list(ranks),
-        "total_params": total, "dense_params": space.dense_params,
-        "compression_ratio": space.dense_params / total,
-        "compression_convention": "whole model: every parameter (cores, biases, BN affine, "
-                                  "untouched layers) on both sides",
-        "flops": count_flops(space, ranks), "dense_flops": space.dense_flops,
-        "flops_convention": "forward FLOPs for one sample (2 per multiply-add, torch FlopCounterMode)",
-        "fixed_params": space.fixed_params, "layers": layers,
-    }
-
-
 @app.command()
 def inspect(
     space_file: SpaceArg,
@@ -113,7 +83,9 @@ def inspect(
         if not as_json:
             out.print(f"[dim]no --ranks given: showing the largest ranks allowed; "
                       f"rank elements: {', '.join(e.name for e in space.elements)}[/dim]")
-    report = inspect_report(space, vec)
+    from ranksearch.space import layer_report
+
+    report = layer_report(space, vec)
     if as_json:
         print(json.dumps(report))
         return
