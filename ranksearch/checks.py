@@ -42,6 +42,7 @@ def check_space(
     base = space if isinstance(space, SearchSpace) else load_space(space)
     effective = _with_overrides(base, strategy=strategy, budget=budget, seed=seed, options=options)
     _check_constraints(effective)  # before the strategy, which would refuse them less clearly
+    _check_training(effective)
     _check_strategy(effective, from_argument=strategy is not None and strategy != base.config.strategy.name,
                     options_from_argument=bool(options))
     if check_data:
@@ -114,6 +115,22 @@ def _check_strategy(space: SearchSpace, *, from_argument: bool, options_from_arg
         raise SpaceError(f"strategy '{spec.name}' cannot be made: {str(exc).splitlines()[0]}",
                          file=space.source, field="strategy.options", value=dict(spec.options),
                          hint="fix the option values") from None
+
+
+def _check_training(space: SearchSpace) -> None:
+    """Recipe combinations that only the trial runner or scheduler would refuse."""
+    cfg = space.config
+    if cfg.scheduler is not None and cfg.scheduler.name == "mo_asha" and cfg.training.epochs is None:
+        raise SpaceError("the mo_asha scheduler needs an epoch budget", file=space.source, field="scheduler.name",
+                         value=cfg.scheduler.name, hint="set training.epochs instead of training.steps, or use "
+                                                       "scheduler: {name: fifo}")
+    for section in ("training", "final_training", "dense_training"):
+        recipe = getattr(cfg, section)
+        subset = recipe.subset if recipe is not None else None
+        if subset is not None and subset >= 1 and int(subset) < space.num_classes:
+            raise SpaceError(f"a training subset of {int(subset)} images is smaller than the "
+                             f"{space.num_classes} classes", file=space.source, field=f"{section}.subset",
+                             value=subset, hint=f"give at least {space.num_classes} images, or a fraction below 1")
 
 
 def _check_constraints(space: SearchSpace) -> None:

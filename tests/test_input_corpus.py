@@ -147,6 +147,13 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], list[str]]]:
     add("max-params-on-train", ["train", s(tmp, "c3", _set("constraints.max_params", 100)), "--ranks", "2"],
         ["c3.yaml", "constraints.max_params", "100"])
 
+    add("asha-without-epochs", ["validate", s(tmp, "c4", lambda d: (d["training"].pop("epochs"),
+                                                                 d["training"].update(steps=50),
+                                                                 d.update(scheduler={"name": "mo_asha"})))],
+        ["c4.yaml", "scheduler.name", "'mo_asha'", "training.epochs"])
+    add("subset-below-classes", ["validate", s(tmp, "c5", _set("training.subset", 3))],
+        ["c5.yaml", "training.subset", "3"])
+
     # -- missing files: the space, the data folder, a rank config, dense weights
     add("missing-space", ["validate", str(tmp / "nope.yaml")], ["nope.yaml", "file not found", "quickstart_digits"])
     add("space-is-a-folder", ["inspect", str(tmp)], [str(tmp), "not a file"])
