@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, here
             sys.exit(code)
     except SettingError as exc:  # the library names the setting; the user typed its flag
-        _print_error(exc.render(flag_for(exc.setting)))
+        _print_error(exc.render(names=flag_for))
         sys.exit(exc.exit_code)
     except RanksearchError as exc:
         _print_error(str(exc))

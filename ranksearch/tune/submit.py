@@ -365,7 +365,8 @@ def check_storage(storage: str, nodes: Sequence[Mapping[str, Any]], *, shared: b
             "storage", f"is a local path, and the cluster {what}: trials on other nodes would write their "
             "checkpoints where the driver and `resume` cannot see them", value=storage,
             hint="give s3://BUCKET/PREFIX, or a folder on a filesystem every node mounts (NFS, EFS, ...) "
-                 f"and declare it shared (shared_storage, or list its mount point in ${SHARED_PATHS_ENV})")
+                 f"and declare it shared (`shared_storage`, or list its mount point in ${SHARED_PATHS_ENV})",
+            related=("shared_storage",))
 
 
 def check_tracking(tracking_uri: str | None) -> str:

@@ -278,3 +278,13 @@ def test_bad_space_is_refused_before_the_cluster_is_contacted(tmp_path):
     out = _cli("submit", str(bad), "--address", "http://127.0.0.1:1", "--storage", "s3://b/s",
                "--tracking-uri", "http://m:5000")
     assert out.returncode == 2 and "unknown strategy" in out.stderr and "Jobs API" not in out.stderr
+
+
+def test_library_errors_name_settings_and_the_cli_names_flags(tmp_path):
+    from ranksearch.cli import flag_for
+
+    with pytest.raises(SubmitError) as exc:
+        submit.check_storage(str(tmp_path / "store"), [HEAD, WORKER, WORKER])
+    python_text, cli_text = str(exc.value), exc.value.render(names=flag_for)
+    assert python_text.startswith("storage ") and "shared_storage" in python_text and "--" not in python_text
+    assert cli_text.startswith("--storage ") and "--shared-storage" in cli_text and "shared_storage" not in cli_text
