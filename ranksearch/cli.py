@@ -29,7 +29,8 @@ app.add_typer(bench_app, name="bench")
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
-SpaceArg = Annotated[Path, typer.Argument(help="Search-space YAML file (see search_spaces/).")]
+SpaceArg = Annotated[Path, typer.Argument(
+    help="Search-space YAML file, or the name of a shipped space (quickstart_digits, ...).")]
 ConfigArg = Annotated[str, typer.Argument(
     help="Search-space YAML file, or a rank config: a file from `ranksearch best`, s3://BUCKET/KEY, "
          "runs:/RUN_ID/model or models:/NAME@champion.")]
@@ -58,9 +59,14 @@ def _ranks(space, text: str | None):
 
 
 @app.command()
-def validate(space_file: SpaceArg) -> None:
+def validate(
+    space_file: SpaceArg,
+    data_check: Annotated[bool, typer.Option(
+        "--data-check/--no-data-check", help="Check that the data folder exists here (skip it for a space "
+        "whose data lives on a cluster's nodes).")] = True,
+) -> None:
     """Check a search-space file (everything `run` would check) and print a summary."""
-    space = _load(space_file)
+    space = _load(space_file, check_data=data_check)
     summary = space.summary()
     table = Table(title=f"{space.source}: valid", show_header=False)
     for key, value in summary.items():

@@ -149,3 +149,14 @@ def test_bench_help_lists_the_benchmarks_own_options(bench, capsys):
     assert code == 0
     options = {w.rstrip(",") for w in out.split() if w.startswith("--") and w.rstrip(",") != "--help"}
     assert out.startswith("usage:") and options, out  # the benchmark's parser, not typer's bare --help
+
+
+def test_validate_can_leave_the_data_folder_to_the_cluster(tmp_path, capsys):
+    data = yaml.safe_load((SPACES / "pstrn_lenet5_fashion.yaml").read_text())
+    data["data"]["path"] = "/mnt/cluster-only/fashion"
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, _out, err = run_cli(["validate", str(path)], capsys)
+    assert code == 2 and "data.path" in err and "/mnt/cluster-only/fashion" in err
+    main(["validate", str(path), "--no-data-check"])  # returns: no exit status to raise
+    assert "valid" in capsys.readouterr().out

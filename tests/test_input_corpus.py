@@ -162,6 +162,8 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], list[str]]]:
     fp = tmp / "fashion.yaml"
     fp.write_text(yaml.safe_dump(fashion))
     add("missing-data-folder", ["validate", str(fp)], ["fashion.yaml", "data.path", "no-data-here"])
+    add("data-path-on-bundled-no-check", ["validate", s(tmp, "m2", _set("data.path", "/srv/digits")),
+                                           "--no-data-check"], ["m2.yaml", "data.path", "/srv/digits"])
     add("data-path-on-bundled", ["validate", s(tmp, "m1", _set("data.path", "/srv/digits"))],
         ["m1.yaml", "data.path", "/srv/digits"])
     add("missing-rank-config", ["train", "models:/"], ["models:/"])
