@@ -45,8 +45,7 @@ def check_space(
     _check_training(effective)
     _check_strategy(effective, from_argument=strategy is not None and strategy != base.config.strategy.name,
                     options_from_argument=bool(options))
-    if check_data:
-        check_data_path(effective)
+    check_data_path(effective, local=check_data)
     return effective
 
 
@@ -156,15 +155,16 @@ def _check_constraints(space: SearchSpace) -> None:
             hint=f"lower min_compression to at most {best:.2f}, lower ranks.min, or tensorize more layers")
 
 
-def check_data_path(space: SearchSpace) -> None:
-    """The dataset's folder exists (for datasets read from disk); no data file is parsed."""
+def check_data_path(space: SearchSpace, *, local: bool = True) -> None:
+    """The data section names a folder only for datasets read from disk, and (when `local`) that
+    folder exists on this machine; no data file is parsed."""
     from ranksearch.data.sources import get_source, resolve_options, resolve_path
 
     data = space.config.data
     try:
         source = get_source(data.dataset)
         folder = resolve_path(source, data.path)
-        if not source.takes_path or (folder is not None and os.path.isdir(folder)):
+        if not local or not source.takes_path or (folder is not None and os.path.isdir(folder)):
             return
         # The loader's own first check says what is missing and how to install it.
         source.load(folder, resolve_options(source, data.options))
