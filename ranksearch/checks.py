@@ -35,7 +35,7 @@ def check_space(
 
     Overrides (`strategy`, `budget`, `seed`, `options`) are folded into the space, so what a
     search records is what ran. `check_data=False` skips the local data folder (a cluster job
-    reads its data on the cluster's nodes).
+    reads its data on the cluster's nodes); a path given to a bundled dataset is refused either way.
     """
     from ranksearch.space import SearchSpace, load_space
 
