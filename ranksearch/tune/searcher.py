@@ -51,6 +51,8 @@ class SearchListener(Protocol):
 
     def on_told(self, trial_id: str, tune_id: str, result: TrialResult) -> None: ...
 
+    def on_tell_error(self, trial_id: str, error: BaseException) -> None: ...
+
 
 def trial_id_for(index: int) -> str:
     return f"t{index:04d}"
@@ -85,7 +87,8 @@ class StrategySearcher(Searcher):
         self._awaiting_reason: dict[str, float] = {}  # errored tune id -> when
         self._samples: dict[str, int] = {}  # tune id -> training samples reported so far
         self._finished = False
-        self.stats = {"suggest_s": 0.0, "tell_s": 0.0, "suggested": 0, "told": 0, "ignored": 0}
+        self.stats = {"suggest_s": 0.0, "tell_s": 0.0, "suggested": 0, "told": 0, "ignored": 0,
+                      "tell_errors": 0}
         for item in self._requeue:
             self._ranks[item.trial_id] = tuple(item.ranks)
             self._info[item.trial_id] = dict(item.info)
@@ -188,15 +191,26 @@ class StrategySearcher(Searcher):
                 self.fail(tune_id, "the trial raised an exception (no details reached the driver)")
 
     def _tell(self, tune_id: str, rs_id: str, result: TrialResult) -> None:
+        """Tell the strategy, then the driver. A strategy that raises does not stop the search:
+        the error goes to the listener (logged, recorded, counted) and the trial is recorded
+        as usual."""
         t0 = time.perf_counter()
         self._told.add(rs_id)
+        error: Exception | None = None
         try:
             self.strategy.tell(rs_id, result)
+        except Exception as exc:  # noqa: BLE001 - reported to the listener, never swallowed
+            error = exc
+            self.stats["tell_errors"] += 1
         finally:
             self.stats["tell_s"] += time.perf_counter() - t0
         self.stats["told"] += 1
         if self.listener is not None:
             self.listener.on_told(rs_id, tune_id, result)
+            if error is not None:
+                self.listener.on_tell_error(rs_id, error)
+        elif error is not None:
+            log.error("strategy '%s' failed while told trial %s", self.strategy.name, rs_id, exc_info=error)
 
     # -- bookkeeping for the driver ---------------------------------------------------------------
     @property
