@@ -377,7 +377,7 @@ def bare_tune(trials: int, concurrent: int, epochs: int, workdir: Path) -> dict[
     from ray import tune
     from ray.tune.search import Searcher
 
-    from ranksearch.tune.driver import _TUNE_ENV, _env
+    from ranksearch.tune.driver import _TUNE_ENV, _env, _quiet_loggers
 
     space = _space(trials, concurrent, "random", epochs)
     values = [list(e.values) for e in space.elements]
@@ -408,7 +408,7 @@ def bare_tune(trials: int, concurrent: int, epochs: int, workdir: Path) -> dict[
     if started_ray:
         ray.init(num_cpus=concurrent, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
-        with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(concurrent)}):
+        with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(concurrent)}), _quiet_loggers():
             trainable = tune.with_resources(
                 tune.with_parameters(instant_trial, space_json=json.dumps(space.to_dict())), {"cpu": 1.0})
             tuner = tune.Tuner(
