@@ -47,13 +47,16 @@ _SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart_dig
 
 # -- the fake trial (runs in Ray workers: keep this module's imports light) ------------------------------
 def instant_trial(config: dict[str, Any], *, space_json: str = "{}", **_: Any) -> None:
-    """Stands in for `train_trial`: same reports, no training, no checkpoints."""
+    """Stands in for `train_trial`: same reports (closed-form costs counted in the worker, as
+    there), no training, no checkpoints."""
     from ray import tune
 
-    from ranksearch.tune.trainable import FINAL_KEY
+    from ranksearch.tune.searcher import reported_costs
+    from ranksearch.tune.trainable import FINAL_KEY, space_from_json
 
     started = time.time()
     acc = _fake_accuracy(config["ranks"])
+    costs = reported_costs(space_from_json(space_json), tuple(int(r) for r in config["ranks"]))
     epochs = int((json.loads(space_json).get("training") or {}).get("epochs") or 0)
     for e in range(1, epochs + 1):
         tune.report({"epoch": e, "train_loss": 1.0 / e, "val_accuracy": acc * e / epochs,
@@ -61,7 +64,8 @@ def instant_trial(config: dict[str, Any], *, space_json: str = "{}", **_: Any) -
     tune.report({FINAL_KEY: True, "rs_status": "ok", "rs_error": "", "val_accuracy": acc,
                  "final_val_accuracy": acc, "epochs_done": epochs, "best_epoch": epochs, "samples_seen": 0,
                  "train_seconds": 0.0, "rs_trial_seconds": time.time() - started, "rs_started_at": started,
-                 "rs_ended_at": time.time(), "latency_ms": math.nan, "params_measured": 0, "rs_resumed_from": ""})
+                 "rs_ended_at": time.time(), "latency_ms": math.nan, "params_measured": 0, "rs_resumed_from": "",
+                 **costs})
 
 
 def _fake_accuracy(ranks: Any) -> float:
@@ -86,7 +90,7 @@ def _space(trials: int, concurrent: int, strategy: str, epochs: int = 2) -> Any:
 def components(trials: int, epochs: int, strategy: str, tracking_uri: str, workdir: Path,
                which: tuple[str, ...] = ("adapter", "tracking", "state")) -> dict[str, Any]:
     from ranksearch import strategies
-    from ranksearch.tune.searcher import StrategySearcher
+    from ranksearch.tune.searcher import StrategySearcher, reported_costs
     from ranksearch.tune.trainable import FINAL_KEY
 
     space = _space(trials, 50, strategy)
@@ -102,7 +106,8 @@ def components(trials: int, epochs: int, strategy: str, tracking_uri: str, workd
         if not isinstance(cfg, dict):
             break
         report = {FINAL_KEY: True, "rs_status": "ok", "val_accuracy": _fake_accuracy(cfg["ranks"]),
-                  "final_val_accuracy": 0.5, "epochs_done": epochs, "train_seconds": 0.0, "latency_ms": math.nan}
+                  "final_val_accuracy": 0.5, "epochs_done": epochs, "train_seconds": 0.0, "latency_ms": math.nan,
+                  **reported_costs(space, tuple(cfg["ranks"]))}  # counted by the trial, as train_trial does
         searcher.on_trial_complete(f"tune{i}", report)
         results.append((cfg["trial_id"], cfg["ranks"], report))
     adapter_s = time.perf_counter() - t0

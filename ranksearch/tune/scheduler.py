@@ -178,15 +178,21 @@ def _neg_id(trial_id: str) -> tuple[int, ...]:
     return tuple(-ord(c) for c in trial_id)
 
 
-def objective_vector(space: SearchSpace, ranks: Sequence[int], result: dict[str, Any]) -> list[float]:
+def objective_vector(space: SearchSpace, ranks: Sequence[int], result: dict[str, Any],
+                     cost: dict[str, float] | None = None) -> list[float]:
     """The space's objectives as one minimisation vector for a mid-training report: the best
-    validation accuracy so far, exact cost metrics; a missing accuracy is the worst value."""
-    from ranksearch.objectives import Objectives
+    validation accuracy so far, exact cost metrics (`cost`, counted here when not given); a
+    missing accuracy is the worst value."""
+    from ranksearch.objectives import COST_OBJECTIVES, Objectives
     from ranksearch.tune.searcher import cost_metrics
 
+    objectives = Objectives.from_space(space)
+    if cost is None:
+        needed = tuple(n for n in objectives.names if n in COST_OBJECTIVES)
+        cost = cost_metrics(space, tuple(ranks), names=needed) if needed else {}
     acc = result.get("best_val_accuracy", result.get("val_accuracy"))
     measured = {} if acc is None else {"val_accuracy": acc}
-    return list(Objectives.from_space(space).partial_vector(measured, cost_metrics(space, tuple(ranks))))
+    return list(objectives.partial_vector(measured, cost))
 
 
 def rung_reference(space: SearchSpace) -> list[float | None]:
@@ -231,6 +237,7 @@ class MultiObjectiveASHA(FIFOScheduler):
                                  max_epochs=max_epochs, reference=rung_reference(space),
                                  on_record=on_record)
         self.stats = {"promoted": 0, "stopped": 0}
+        self._costs: dict[str, dict[str, float]] = {}
 
     @property
     def space(self) -> SearchSpace:
@@ -252,10 +259,20 @@ class MultiObjectiveASHA(FIFOScheduler):
             return TrialScheduler.CONTINUE
         key = str(trial.config.get("trial_id", trial.trial_id))
         recorded = sum(key in r for r in self.ledger.rungs.values())
-        go = self.ledger.decide(key, epoch, objective_vector(self.space, ranks, result))
+        go = self.ledger.decide(key, epoch, objective_vector(self.space, ranks, result, self._cost(key, ranks)))
         if sum(key in r for r in self.ledger.rungs.values()) > recorded:
             self.stats["promoted" if go else "stopped"] += 1
         return TrialScheduler.CONTINUE if go else TrialScheduler.STOP
+
+    def _cost(self, key: str, ranks: Sequence[int]) -> dict[str, float]:
+        """A trial's cost objectives, counted once (a trial reports several rungs)."""
+        from ranksearch.objectives import COST_OBJECTIVES
+        from ranksearch.tune.searcher import cost_metrics
+
+        if key not in self._costs:
+            needed = tuple(o.name for o in self.space.objectives if o.name in COST_OBJECTIVES)
+            self._costs[key] = cost_metrics(self.space, tuple(int(r) for r in ranks), names=needed)
+        return self._costs[key]
 
     def debug_string(self) -> str:
         sizes = ", ".join(f"{m} ep: {len(r)}" for m, r in self.ledger.rungs.items())

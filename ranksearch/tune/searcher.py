@@ -283,22 +283,40 @@ def _json_default(obj: Any) -> Any:
 
 
 # -- Tune results -> TrialResult -------------------------------------------------------------------
-def cost_metrics(space: SearchSpace, ranks: tuple[int, ...]) -> dict[str, float]:
+def cost_metrics(space: SearchSpace, ranks: tuple[int, ...], *,
+                 names: tuple[str, ...] = ("params", "compression_ratio", "flops"),
+                 report: dict[str, Any] | None = None) -> dict[str, float]:
     """Objectives known before training, from the closed-form counts (exact, tested elsewhere).
 
-    A counting error is logged and leaves the values out: one trial's bookkeeping must not
-    stop the search.
+    A trial computes them in its worker and reports them (`rs_params`, `rs_flops`): the FLOP
+    count plans a contraction per layer and costs milliseconds, which the driver's loop must not
+    pay per trial. The driver counts only what a report lacks (a failed trial), and only
+    `names`. A counting error is logged and leaves the values out: one trial's bookkeeping must
+    not stop the search.
     """
     from ranksearch.space import count_flops, count_params
 
+    report = report or {}
     out: dict[str, float] = {}
     try:
-        params = count_params(space, ranks)
-        out.update(params=float(params), compression_ratio=space.dense_params / params)
-        out["flops"] = float(count_flops(space, ranks))
+        params = _num(report.get("rs_params"))
+        if not (math.isfinite(params) and params > 0) and {"params", "compression_ratio"} & set(names):
+            params = float(count_params(space, ranks))
+        if math.isfinite(params) and params > 0:
+            out.update(params=params, compression_ratio=space.dense_params / params)
+        if "flops" in names:
+            flops = _num(report.get("rs_flops"))
+            out["flops"] = flops if math.isfinite(flops) else float(count_flops(space, ranks))
     except Exception:
         log.exception("could not count the parameters/FLOPs of ranks %s", list(ranks))
     return out
+
+
+def reported_costs(space: SearchSpace, ranks: tuple[int, ...]) -> dict[str, float]:
+    """What a trial reports of its closed-form costs (computed in the worker)."""
+    from ranksearch.space import count_flops, count_params
+
+    return {"rs_params": float(count_params(space, ranks)), "rs_flops": float(count_flops(space, ranks))}
 
 
 _STATUS = {"ok": "ok", "failed": "failed", "stopped": "pruned"}
@@ -314,7 +332,7 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
     `samples_seen` (the most the adapter saw reported) when the report has none.
     """
     report = dict(report or {})
-    metrics = cost_metrics(space, ranks)
+    metrics = cost_metrics(space, ranks, report=report)
     reported = _num(report.get("samples_seen"))
     metrics["samples_seen"] = float(max(int(reported) if math.isfinite(reported) else 0, int(samples_seen)))
     info = dict(info or {})
