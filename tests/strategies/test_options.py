@@ -154,3 +154,13 @@ def test_reserved_option_names_are_refused(small_space):
 
     with pytest.raises(StrategyError, match="reserved"):
         Bad.parse("bad", {})
+
+
+@pytest.mark.parametrize("name", ["random", "uniform", "nsga2", "pstrn", "beam", "rl", "bayes",
+                                  "optuna-nsga2"])
+def test_options_round_trip_through_plain_data(name):
+    cls = strategies.strategy_class(name).Options
+    defaults = cls.parse(name, {})
+    assert defaults.to_dict() == cls.defaults()
+    plain = json.loads(json.dumps(defaults.to_dict()))  # tuples become lists, as in YAML
+    assert cls.parse(name, plain) == defaults
