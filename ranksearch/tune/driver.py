@@ -52,6 +52,9 @@ _TUNE_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "600",
     "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter at verbose=0 prints nothing at all
+    # Tune's experiment checkpoint (its trial table and our searcher's state) is never read:
+    # a search resumes from its own record. Write it rarely instead of every few seconds.
+    "TUNE_GLOBAL_CHECKPOINT_S": "600",
 }
 
 
