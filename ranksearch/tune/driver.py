@@ -131,6 +131,7 @@ class _Session:
         self.storage = storage
         self.state = state
         self.tracker = tracker
+        self.archive = tracker.archive  # the search's front archive (the tracker writes its snapshots)
         self.display = display
         self.model_sink = model_sink
         self.searcher: StrategySearcher | None = None
@@ -197,7 +198,7 @@ class _Session:
             if trial_id not in self.state.order:
                 self.state.order.append(trial_id)
         self.save()
-        self.tracker.trial_finished(trial_id, result)
+        self.tracker.trial_finished(trial_id, result, self.archive.insert(trial_id, result))
         self._count(result)
         self.display.event(_trial_line(trial_id, result))
         self.told_at[trial_id] = time.perf_counter()
@@ -510,11 +511,12 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
          resuming: bool, t_start: float, model_sink_factory: Any, console: Console | None,
          show_progress: bool) -> SearchOutcome:
     from ranksearch import strategies
+    from ranksearch.archive import FrontArchive
     from ranksearch.tracking import SearchTracker
 
     # 1. tracking: the parent run (created, or reopened with its finished trials).
     tracker = SearchTracker(
-        space, tracking_uri=settings.tracking_uri, experiment=settings.experiment,
+        space, archive=FrontArchive.for_space(space), tracking_uri=settings.tracking_uri, experiment=settings.experiment,
         run_name=settings.name, parent_run_id=state.parent_run_id or None,
         params={"strategy": settings.strategy, "budget": settings.budget, "seed": settings.seed,
                 "options": dict(settings.options), "workers": settings.workers,
@@ -631,18 +633,22 @@ def _reconcile(session: _Session, strategy: Any) -> list[Requeued]:
     - a trial finished in MLflow but not in the state (state write lost) is taken as finished;
     - a trial proposed but unfinished is re-run from its newest checkpoint.
     """
-    state, tracker = session.state, session.tracker
-    logged = tracker.results
-    for rec in state.finished_trials:
-        if rec.trial_id not in logged:
-            result = rec.trial_result()
-            if result is not None:
-                tracker.trial_finished(rec.trial_id, result)
-    for trial_id, result in logged.items():
-        rec = state.trials.get(trial_id)
-        if rec is not None and not rec.finished:
+    state, tracker, archive = session.state, session.tracker, session.archive
+    logged = tracker.logged_trials()
+    for rec in state.finished_trials:  # the archive rebuilt in finishing order; the tracker
+        result = rec.trial_result()     # writes only what MLflow lacks
+        if result is not None:
+            tracker.trial_finished(rec.trial_id, result, archive.insert(rec.trial_id, result))
+    lost = [t for t in logged if t in state.trials and not state.trials[t].finished]
+    if lost:
+        from ranksearch.tracking import load_results
+
+        stored = load_results(tracker.parent_run_id, tracker.tracking_uri)
+        for trial_id in (t for t in stored if t in lost):
+            result, rec = stored[trial_id], state.trials[trial_id]
             rec.status, rec.result, rec.finished_at = result.status, result.to_dict(), time.time()
             state.order.append(trial_id)
+            tracker.trial_finished(trial_id, result, archive.insert(trial_id, result))
             with contextlib.suppress(Exception):
                 strategy.tell(trial_id, result)
     for rec in state.finished_trials:
