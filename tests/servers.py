@@ -65,15 +65,19 @@ class MotoS3:
 
 class MlflowServer:
     """`mlflow server` on a fixed loopback port over one SQLite file (ENV.md: one worker, job
-    execution off); stop() and start() again keep the port, the database and the artifacts."""
+    execution off); stop() and start() again keep the port, the database and the artifacts.
 
-    def __init__(self, workdir: Path, *, s3: MotoS3 | None = None, bucket: str | None = None,
-                 template_db: Path | None = None) -> None:
+    The database is `db` (default `workdir/mlflow.db`, a copy of `template_db` when given);
+    artifacts go to `bucket` on `s3`, else to the `artifacts` folder (default `workdir/artifacts`).
+    """
+
+    def __init__(self, workdir: Path, *, db: Path | None = None, template_db: Path | None = None,
+                 s3: MotoS3 | None = None, bucket: str | None = None, artifacts: str | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port = free_port()
         self.url = self.uri = f"http://127.0.0.1:{self.port}"
-        self.db = workdir / "mlflow.db"
+        self.db = db or workdir / "mlflow.db"
         if template_db is not None:
             shutil.copy(template_db, self.db)  # skips the schema migrations at server start
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
@@ -82,7 +86,7 @@ class MlflowServer:
             self.artifacts = f"s3://{s3.bucket(bucket or 'mlflow')}/mlartifacts"
             env.update(S3_KEYS, MLFLOW_S3_ENDPOINT_URL=s3.endpoint)
         else:
-            self.artifacts = str(workdir / "artifacts")
+            self.artifacts = artifacts or str(workdir / "artifacts")
         self.log = workdir / "mlflow-server.log"
         self._server = ServerProcess(
             [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.db}",

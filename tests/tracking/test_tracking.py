@@ -364,3 +364,82 @@ def test_importing_ranksearch_does_not_import_mlflow():
             "bad = [m for m in ('mlflow', 'plotly', 'matplotlib') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_default_store_is_mlruns_in_the_working_directory(tmp_path, monkeypatch):
+    """None means <cwd>/mlruns/mlflow.db (artifacts beside it), as in the service and the CLI;
+    $MLFLOW_TRACKING_URI still wins."""
+    from ranksearch.tracking import resolve_tracking_uri
+    from ranksearch.tracking.store import local_artifact_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = resolve_tracking_uri(None)
+    assert uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    assert local_artifact_root(uri) == (tmp_path / "mlruns" / "mlartifacts").as_uri()
+    assert not (tmp_path / "mlruns").exists()  # resolving creates nothing
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert resolve_tracking_uri(None) == "http://127.0.0.1:5999"
+
+
+def test_constraints_round_trip_through_the_parent_tags(fake_space):
+    """The dashboard and the readers decide eligibility with the constraints the search ran with."""
+    from ranksearch.archive import FrontArchive
+    from ranksearch.tracking import schema
+
+    archive = FrontArchive.for_space(fake_space("c", constraints={"max_params": 9000, "min_compression": 2.5}))
+    tags = {schema.TAG_OBJECTIVES: json.dumps(archive.objectives.pairs),
+            schema.TAG_CONSTRAINTS: schema.constraints_tag(archive.objectives)}
+    back = schema.search_objectives(tags, {schema.PARAM_DENSE: "266610"})
+    assert back == archive.objectives
+    assert schema.search_objectives({}, {}).pairs == list(schema.DEFAULT_OBJECTIVES)
+
+
+def test_trials_breaking_a_constraint_stay_off_the_front(fake_space, local_store, tmp_path):
+    """Eligibility is the archive's (ranksearch.objectives): a trial over max_params is tagged
+    false and left out of the front and the hypervolume, however good its accuracy."""
+    from ranksearch.tracking import SearchTracker, load_front, load_trials
+
+    trials = synthetic_trials(n=8, seed=4, failed=(), pruned=())
+    params = sorted(r.metrics["params"] for _, r in trials)
+    limit = int(params[len(params) // 2])  # half the trials break it
+    space = fake_space("constrained", constraints={"max_params": limit})
+    tracker = SearchTracker(space, tracking_uri=str(local_store), flush_interval=0.1)
+    run_search(tracker, trials)
+    over = {t for t, r in trials if r.metrics["params"] > limit}
+    assert over and len(over) < len(trials)
+    front = {e["trial_id"] for e in load_front(tracker.parent_run_id, str(local_store))}
+    assert front and not front & over
+    assert front == independent_front({t: r for t, r in trials if t not in over})
+    tags = {r["trial_id"]: r["pareto_optimal"] for r in load_trials(tracker.parent_run_id, str(local_store))}
+    assert all(tags[t] is False for t in over)
+
+
+def test_load_front_reads_tags_then_snapshot_then_rebuilds(fake_space, local_store):
+    """`load_front` reads what the tracker wrote: the pareto_optimal tags; without them the
+    pareto/front.json snapshot; a search with neither (logged before either existed) has its
+    front built from its stored trials by `archive.front_of`. All three agree."""
+    from mlflow import MlflowClient
+
+    from ranksearch.tracking import SearchTracker, load_front, resolve_tracking_uri
+
+    trials = synthetic_trials(n=10, seed=6, failed=(3,), pruned=(5,))
+    tracker = SearchTracker(fake_space("old_search"), tracking_uri=str(local_store), flush_interval=0.1)
+    run_search(tracker, trials)
+    expected = independent_front(dict(trials))
+    parent = tracker.parent_run_id
+
+    def ids() -> set[str]:
+        return {e["trial_id"] for e in load_front(parent, str(local_store))}
+
+    assert ids() == expected  # from the tags
+    client = MlflowClient(resolve_tracking_uri(str(local_store)))
+    for tid, _ in trials:
+        client.delete_tag(tracker.run_id(tid), "pareto_optimal")
+    snapshot = next((local_store / "mlartifacts").rglob("front.json"))
+    doc = json.loads(snapshot.read_text())
+    doc["front"] = doc["front"][:1]  # marks the snapshot, to see that it is what was read
+    snapshot.write_text(json.dumps(doc))
+    assert ids() == {doc["front"][0]["trial_id"]}
+    snapshot.unlink()
+    assert ids() == expected  # rebuilt from the stored results
