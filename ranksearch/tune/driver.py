@@ -516,8 +516,8 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
 
     # 1. tracking: the parent run (created, or reopened with its finished trials).
     tracker = SearchTracker(
-        space, archive=FrontArchive.for_space(space), tracking_uri=settings.tracking_uri, experiment=settings.experiment,
-        run_name=settings.name, parent_run_id=state.parent_run_id or None,
+        space, archive=FrontArchive.for_space(space), tracking_uri=settings.tracking_uri,
+        experiment=settings.experiment, run_name=settings.name, parent_run_id=state.parent_run_id or None,
         params={"strategy": settings.strategy, "budget": settings.budget, "seed": settings.seed,
                 "options": dict(settings.options), "workers": settings.workers,
                 "max_failures": settings.max_failures},
@@ -635,8 +635,9 @@ def _reconcile(session: _Session, strategy: Any) -> list[Requeued]:
     """
     state, tracker, archive = session.state, session.tracker, session.archive
     logged = tracker.logged_trials()
-    for rec in state.finished_trials:  # the archive rebuilt in finishing order; the tracker
-        result = rec.trial_result()     # writes only what MLflow lacks
+    # The archive is rebuilt in finishing order; the tracker writes only what MLflow lacks.
+    for rec in state.finished_trials:
+        result = rec.trial_result()
         if result is not None:
             tracker.trial_finished(rec.trial_id, result, archive.insert(rec.trial_id, result))
     lost = [t for t in logged if t in state.trials and not state.trials[t].finished]
