@@ -1,7 +1,7 @@
 """Where the dashboard's page comes from: its assets folder and plotly's JavaScript.
 
-One small function finds the assets (HTML, JS, CSS of the single-page app), so a wheel install
-can point it elsewhere (`ranksearch.resources`) without touching the app.
+One small function finds the assets (HTML, JS, CSS of the single-page app): the package data
+`ranksearch.resources` locates, so a checkout, an editable install and a wheel all work.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from ranksearch.dashboard.model import DashboardError
 
 def assets_dir() -> Path:
     """The folder holding the page's index.html, app.js and style.css."""
-    return Path(__file__).resolve().parents[2] / "dashboards"
+    from ranksearch.resources import dashboard_dir
+
+    return dashboard_dir()
 
 
 def plotly_js() -> Path:

@@ -101,8 +101,9 @@ class SearchTracker:
         self._logged: set[str] = set()  # trials whose child run had finished before a resume
         self._tagged: dict[str, str] = {}  # pareto_optimal as stored (or queued) per trial
         self._dirty: set[str] = set()  # trials whose pareto_optimal may have to change
-        self._parent_step = 0  # the last step of the parent's metrics that is already stored
+        self._parent_steps: set[int] = set()  # steps of the parent's metrics already stored
         self._costs: dict[int, dict[str, float]] = {}  # search cost after n finished trials
+        self._counted = 0  # archive entries whose samples are in `_samples`
         self._samples = 0  # training samples consumed by the finished trials (all statuses)
         self._overhead = 0  # samples spent outside trials (the dense warm start)
         self._reopened = False
@@ -199,8 +200,9 @@ class SearchTracker:
         self._reopened = True
 
     def _load_written(self, client: MlflowClient, parent_run: Any) -> None:
-        """Resume: which child runs exist, which finished, their pareto_optimal tags, and how far
-        the parent's metrics got, so that nothing is written twice."""
+        """Resume: which child runs exist, which finished, their pareto_optimal tags, and which
+        steps of the parent's metrics are stored, so that nothing is written twice. (The warm
+        start's samples are not read back: the driver reports them from its record.)"""
         self._refs, self._tagged, self._logged, self._has_ranks = {}, {}, set(), set()
         for run in child_runs(client, self.experiment_id, self.parent_run_id):
             tid = run.data.tags.get(S.TAG_TRIAL_ID)
@@ -213,9 +215,10 @@ class SearchTracker:
                 self._tagged[tid] = run.data.tags[S.TAG_PARETO]
             if S.TAG_TRIAL_STATUS in run.data.tags:
                 self._logged.add(tid)
-        self._overhead = int(parent_run.data.metrics.get(S.METRIC_WARM_START, 0))
-        steps = [m.step for m in client.get_metric_history(self.parent_run_id, S.METRIC_HYPERVOLUME)]
-        self._parent_step = max(steps, default=0)
+        self._parent_steps = {int(m.step) for m in client.get_metric_history(self.parent_run_id,
+                                                                             S.METRIC_HYPERVOLUME)}
+        # An archive rebuilt before this tracker was made: settle the stored tags against it.
+        self._dirty.update(self.archive.order)
 
     def finish(self, status: str = "FINISHED", timeout: float | None = None) -> None:
         """Deliver everything, publish the final front, tag the status and end the parent run.
@@ -315,9 +318,8 @@ class SearchTracker:
             if update is None:
                 update = self._insert(trial_id, result)
             self._done.add(trial_id)
-            self._samples += _samples_of(result)
-            cost = self.search_cost()
-            self._costs[update.n_finished] = cost
+            self._count_costs()
+            cost = self._costs.get(update.n_finished) or self._cost()
             replay = trial_id in self._logged
             if not replay:
                 ref = self._refs.get(trial_id) or self._new_child(trial_id, result.ranks, result.info)
@@ -328,8 +330,8 @@ class SearchTracker:
                 self._delivery.enqueue(Terminate(ref, S.RUN_STATUS_OF.get(result.status, "FINISHED")))
             self._dirty.update((trial_id, *update.entered, *update.left))
             n = update.n_finished
-            if n > self._parent_step:
-                self._parent_step = n
+            if n not in self._parent_steps:
+                self._parent_steps.add(n)
                 self._delivery.enqueue_batch(self._parent, metrics=[
                     (S.METRIC_HYPERVOLUME, float(update.hypervolume), ts, n),
                     (S.METRIC_FRONT_SIZE, float(update.front_size), ts, n),
@@ -416,6 +418,21 @@ class SearchTracker:
         """Training samples consumed by the finished trials (ok, failed and pruned alike) plus
         any spent outside them (a dense warm start) and, when N_train_full is known, the same
         in full-training-set epochs."""
+        with self._lock:
+            self._count_costs()
+            return self._cost()
+
+    def _count_costs(self) -> None:
+        """Add the samples of the archive's new entries, in its order, noting the cost after each
+        (entries inserted before this tracker was made, on a resume, included)."""
+        if len(self.archive) <= self._counted:
+            return
+        for tid in self.archive.order[self._counted:]:
+            self._samples += _samples_of(self.archive.result(tid))
+            self._counted += 1
+            self._costs[self._counted] = self._cost()
+
+    def _cost(self) -> dict[str, float]:
         total = self._samples + self._overhead
         cost = {S.METRIC_SAMPLES: float(total)}
         if self.train_size:
@@ -423,7 +440,8 @@ class SearchTracker:
         return cost
 
     def add_overhead_samples(self, samples: int) -> None:
-        """Charge the search for training outside its trials (the dense warm start)."""
+        """Charge the search for training outside its trials (the dense warm start). A resumed
+        search starts from 0: its driver reports the total its record holds."""
         if samples <= 0:
             return
         with self._lock:
@@ -454,6 +472,7 @@ class SearchTracker:
     def _snapshot(self) -> dict[str, Any]:
         """What the artifacts show, taken under the lock (rendered outside it)."""
         archive = self.archive
+        self._count_costs()
         space = getattr(self.space, "name", "")
         history = [{**h, **self._costs.get(h["n_finished"], {})} for h in archive.history]
         return {
