@@ -318,7 +318,7 @@ class SearchTracker:
             if update is None:
                 update = self._insert(trial_id, result)
             self._done.add(trial_id)
-            self._count_costs()
+            self._count_costs(update)
             cost = self._costs.get(update.n_finished) or self._cost()
             replay = trial_id in self._logged
             if not replay:
@@ -422,12 +422,18 @@ class SearchTracker:
             self._count_costs()
             return self._cost()
 
-    def _count_costs(self) -> None:
+    def _count_costs(self, latest: FrontUpdate | None = None) -> None:
         """Add the samples of the archive's new entries, in its order, noting the cost after each
-        (entries inserted before this tracker was made, on a resume, included)."""
-        if len(self.archive) <= self._counted:
+        (entries inserted before this tracker was made, on a resume, included). O(1) per trial
+        when `latest` is the one new entry, as it is while a search runs."""
+        n = len(self.archive)
+        if n <= self._counted:
             return
-        for tid in self.archive.order[self._counted:]:
+        if latest is not None and latest.n_finished == n == self._counted + 1:
+            new: Sequence[str] = (latest.trial_id,)
+        else:
+            new = self.archive.order[self._counted:]
+        for tid in new:
             self._samples += _samples_of(self.archive.result(tid))
             self._counted += 1
             self._costs[self._counted] = self._cost()
