@@ -14,7 +14,11 @@ const FRONT_COLOR = "#d62728";
 const MUTED_COLOR = "#9aa5b1";
 const PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
   "#bcbd22", "#7f7f7f"];
-const LOG_METRICS = new Set(["params", "flops", "compression_ratio", "latency"]);
+// Metrics drawn on a log scale by default; each search payload says which (ranksearch.objectives).
+let LOG_METRICS = new Set(["params", "flops", "compression_ratio"]);
+function useLogMetrics(search) {
+  if (search && Array.isArray(search.log_metrics)) LOG_METRICS = new Set(search.log_metrics);
+}
 const PLOT_CONFIG = {responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"]};
 
 const state = {view: 0, timers: [], config: null, cleanup: []};
@@ -228,6 +232,7 @@ class SearchView {
   setData(data) {
     this.data = data;
     this.search = data.search;
+    useLogMetrics(this.search);
     this.ui = data.mlflow_ui;
     this.elements = this.search.elements;
     this.layers = layersOf(this.elements);
@@ -625,6 +630,7 @@ class CompareView {
     const names = [];
     for (const p of payloads) for (const n of p.metric_names) if (!names.includes(n)) names.push(n);
     this.metricNames = names;
+    useLogMetrics(payloads[0].search);
     const axes = defaultAxes(payloads[0].search, names);
     this.x = axes.x;
     this.y = axes.y;

@@ -4,6 +4,9 @@ The HTML embeds plotly's JavaScript from the installed plotly package, so the pa
 offline and inside MLflow's artifact viewer (no CDN). The PNGs use matplotlib's Agg canvas
 directly, never pyplot, so they can be drawn from a background thread without global state.
 Plotly and matplotlib are imported inside the functions: importing this module is cheap.
+
+Which points sit on the front is given (the search's front archive decided it); whether an axis
+is logarithmic by default comes from `ranksearch.objectives` (cost metrics are).
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from ranksearch.pareto import finite_number
+from ranksearch.objectives import LOG_SCALE_METRICS
+from ranksearch.objectives import finite as finite_number
 
 FRONT_COLOR = "#d62728"
 MUTED_COLOR = "#9aa5b1"
 FAILED_COLOR = "#555555"
 
 
+def _log_axis(metric: str, log: bool | None) -> bool:
+    """The caller's choice, else log scale for the metrics `ranksearch.objectives` reads so."""
+    return metric in LOG_SCALE_METRICS if log is None else bool(log)
 
 
 def _coords(
@@ -73,7 +80,7 @@ def front_html(
     *,
     x: str = "compression_ratio",
     y: str = "val_accuracy",
-    log_x: bool = True,
+    log_x: bool | None = None,
     title: str = "Pareto front",
     element_names: Sequence[str] | None = None,
 ) -> str:
@@ -84,6 +91,7 @@ def front_html(
     """
     import plotly.graph_objects as go
 
+    log_x = _log_axis(x, log_x)
     coords = _coords(points, x, y, log_x)
     front, rest = _split(coords, front_ids)
     fig = go.Figure()
@@ -114,7 +122,7 @@ def front_png(
     *,
     x: str = "compression_ratio",
     y: str = "val_accuracy",
-    log_x: bool = True,
+    log_x: bool | None = None,
     title: str = "Pareto front",
     dpi: int = 110,
 ) -> bytes:
@@ -122,6 +130,7 @@ def front_png(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    log_x = _log_axis(x, log_x)
     coords = _coords(points, x, y, log_x)
     front, rest = _split(coords, front_ids)
     fig = Figure(figsize=(7, 4.5), dpi=dpi)

@@ -1,6 +1,7 @@
-"""Real servers for the dashboard tests: moto's S3, an MLflow tracking server whose artifacts live
-there, searches written through SearchTracker (synthetic results, no training), the dashboard
-served from a thread of the test process, and Debian's headless Chromium driven by Selenium.
+"""Real servers for the dashboard tests: the session's moto S3, an MLflow tracking server whose
+artifacts live there, searches written through SearchTracker (synthetic results, no training),
+the dashboard served from a thread of the test process, and Debian's headless Chromium driven
+by Selenium. Server plumbing lives in tests/servers.py.
 
 Everything binds to loopback and is stopped at the end of the session. SQLite files go to tmpfs
 when there is one (a disk SQLite store is ~5x slower to write).
@@ -17,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import MlflowServer, MotoS3, migrated_db
 
 from ranksearch.bench import dashboard as helpers
-from ranksearch.bench import servers
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
-BIN = Path(sys.executable).parent
 BUCKET = "ranksearch-dash"
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 N_TRIALS = 36
 BIG_TRIALS = 1000
 
@@ -56,28 +55,15 @@ def work_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def stack(work_dir: Path) -> Iterator[Stack]:
-    """moto S3 on loopback, and an MLflow server with proxied artifacts in its bucket."""
-    import boto3
-
-    port = servers.free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = servers.ServerProcess([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                 health=f"{endpoint}/moto-api/", log=work_dir / "moto.log")
-    server = None
+def stack(work_dir: Path, moto_s3: MotoS3) -> Iterator[Stack]:
+    """An MLflow server with proxied artifacts in the session's moto S3 bucket."""
+    template = migrated_db(work_dir / "template" / "mlflow.db")
+    server = MlflowServer(work_dir / "server", template_db=template, s3=moto_s3, bucket=BUCKET)
+    server.start()
     try:
-        moto.start(timeout=30)
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)
-        db = helpers.migrated_db(work_dir / "server" / "mlflow.db")
-        server, url = helpers.mlflow_server(db, f"s3://{BUCKET}/mlartifacts", workdir=work_dir / "server",
-                                            env={**S3_KEYS, "MLFLOW_S3_ENDPOINT_URL": endpoint})
-        server.start()
-        yield Stack(url=url, s3_endpoint=endpoint, work=work_dir)
+        yield Stack(url=server.url, s3_endpoint=moto_s3.endpoint, work=work_dir)
     finally:
-        if server is not None:
-            server.stop()
-        moto.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -202,9 +188,9 @@ def big_search(_big_store: _BigStore, work_dir: Path) -> Iterator[tuple[str, str
     """(tracking server URL, run id, trials) of a finished search of 1,000 trials on its own server."""
     _, run_id = _big_store.result()
     folder = work_dir / "big"
-    server, url = helpers.mlflow_server(folder / "store" / "mlflow.db", (folder / "served").as_uri(), workdir=folder)
+    server = MlflowServer(folder, db=folder / "store" / "mlflow.db", artifacts=(folder / "served").as_uri())
     try:
         server.start()
-        yield url, run_id, BIG_TRIALS
+        yield server.url, run_id, BIG_TRIALS
     finally:
         server.stop()

@@ -73,6 +73,7 @@ def test_search_payload_matches_mlflow(dashboard, searches, stack):
     assert front_ids == tagged
     front_doc = json.loads(Path(client.download_artifacts(s.run_id, "pareto/front.json", str(stack.work))).read_text())
     assert front_ids == {p["trial_id"] for p in front_doc["front"]}
+    assert data["search"]["front_source"] == "tags"
     # Ranks and metrics per trial are the ones the tracker logged.
     for tid, ranks, status in zip(trials["trial_id"], trials["ranks"], trials["status"], strict=True):
         result = s.results[tid]
@@ -155,7 +156,10 @@ def test_running_search_is_read_incrementally(stack):
             second = get_json(url + f"?since={first['version']}")
             assert second["search"]["n_finished"] == 20
             assert len(second["trials"]["trial_id"]) == 20
-            assert sum(second["trials"]["front"]) == int(tracker.front().__len__())
+            # Trials pushed off the front since the first read keep their end time; their tags
+            # changed, and the incremental read follows them.
+            shown = {t for t, on in zip(second["trials"]["trial_id"], second["trials"]["front"], strict=True) if on}
+            assert shown == {r["trial_id"] for r in tracker.front()}
             assert dash.reader.stats["full_reads"] == 1 and dash.reader.stats["incremental_reads"] >= 1
             tracker.finish()
             third = get_json(url)
@@ -251,3 +255,26 @@ def test_missing_local_store_is_an_error(tmp_path):
     with pytest.raises(DashboardError, match="no MLflow store at .*give --tracking-uri"):
         create_app(str(tmp_path / "nowhere"), prefetch=False)
     assert not (tmp_path / "nowhere").exists()  # and nothing was created
+
+
+def test_search_without_front_tags_gets_its_front_rebuilt(tmp_path):
+    """A search logged before the tracker tagged pareto_optimal: the dashboard builds its front
+    from the stored trials (`archive.front_of`): the set the tags would have given."""
+    from mlflow import MlflowClient
+
+    from ranksearch.tracking import resolve_tracking_uri
+
+    space = helpers.quickstart_space(strategy="random", budget=10, name="untagged")
+    store = tmp_path / "mlruns"
+    results = helpers.synthetic_results(space, 10, seed=2)
+    tracker = helpers.write_search(str(store), space, results, run_name="untagged")
+    tagged = {r["trial_id"] for r in tracker.front()}
+    client = MlflowClient(resolve_tracking_uri(str(store)))
+    for tid, _ in results:
+        client.delete_tag(tracker.run_id(tid), "pareto_optimal")
+    with helpers.DashboardThread(str(store), prefetch=False) as dash:
+        data = get_json(dash.url + f"api/searches/{tracker.parent_run_id}")
+    trials = data["trials"]
+    assert data["search"]["front_source"] == "rebuilt"
+    assert trials["pareto_tag"] == [None] * len(results)
+    assert tagged and {t for t, on in zip(trials["trial_id"], trials["front"], strict=True) if on} == tagged

@@ -34,3 +34,14 @@ def test_empty_inputs_still_draw():
     assert "<html" in frontviz.front_html([], [])
     assert frontviz.front_png([], [])[:4] == b"\x89PNG"
     assert frontviz.history_png([])[:4] == b"\x89PNG"
+
+
+def test_axis_scale_follows_the_objectives_module():
+    """Cost metrics (ranksearch.objectives.LOG_SCALE_METRICS) get a log axis, others linear,
+    unless the caller says otherwise."""
+    default = frontviz.front_html(POINTS, ["a", "b"])
+    assert "compression_ratio (log)" in default
+    swapped = frontviz.front_html(POINTS, ["a", "b"], x="val_accuracy", y="compression_ratio")
+    assert "val_accuracy (log)" not in swapped and '"type":"linear"' in swapped.replace(" ", "")
+    forced = frontviz.front_html(POINTS, ["a", "b"], log_x=False)
+    assert "compression_ratio (log)" not in forced

@@ -41,7 +41,9 @@ def synthetic_trials(n: int = 12, seed: int = 0, failed=(4,), pruned=(8,)) -> li
     return out
 
 
-def log_trial(tracker, tid: str, result: TrialResult) -> None:
+def log_trial(tracker, tid: str, result: TrialResult, *, driver_inserts: bool = True) -> None:
+    """One trial as the driver reports it: started, epochs, then the archive's insert and the
+    tracker told what it changed (`driver_inserts=False`: the tracker inserts, as benchmarks do)."""
     tracker.trial_started(tid, result.ranks, {"generation": tid[-1], "phase": "explore"})
     acc = result.metrics.get("val_accuracy", 0.5)
     for epoch in range(1, EPOCHS + 1):
@@ -49,7 +51,8 @@ def log_trial(tracker, tid: str, result: TrialResult) -> None:
                                          "val_accuracy": acc * epoch / EPOCHS})
         if result.status == "pruned" and epoch == 1:
             break
-    tracker.trial_finished(tid, result)
+    update = tracker.archive.insert(tid, result) if driver_inserts else None
+    tracker.trial_finished(tid, result, update)
 
 
 def independent_front(results: dict[str, TrialResult]) -> set[str]:
@@ -141,6 +144,8 @@ def check_search(uri: str, parent_id: str, trials: list[tuple[str, TrialResult]]
     history = download_json(client, parent_id, "pareto/history.json", tmp)
     assert [h["n_finished"] for h in history] == list(range(1, len(trials) + 1))
     assert set(history[-1]["front"]) == front_ids
+    assert [h["hypervolume"] for h in history] == pytest.approx([m.value for m in hv])
+    assert all("samples_consumed" in h for h in history)  # the tracker's cost beside the archive's
 
     html = Path(client.download_artifacts(parent_id, "pareto/front.html", str(tmp))).read_text()
     assert not re.search(r"<script[^>]+src=[\"']?https?:", html), "front.html must work offline"
@@ -159,10 +164,10 @@ def check_search(uri: str, parent_id: str, trials: list[tuple[str, TrialResult]]
     return {"client": client, "parent": parent, "children": by_tid, "front": front_ids}
 
 
-def run_search(tracker, trials) -> None:
+def run_search(tracker, trials, *, driver_inserts: bool = True) -> None:
     tracker.start()
     for tid, result in trials:
-        log_trial(tracker, tid, result)
+        log_trial(tracker, tid, result, driver_inserts=driver_inserts)
     tracker.finish()
 
 
@@ -176,20 +181,22 @@ def test_search_against_server_with_s3_artifacts(live_server, moto_s3, fake_spac
     run_search(tracker, trials)
     elapsed = time.perf_counter() - t0
     assert tracker.stats["dropped"] == 0
-    assert tracker.results == dict(trials)
+    assert tracker.logged_trials() == {t for t, _ in trials}
+    assert {r["trial_id"] for r in tracker.front()} == independent_front(dict(trials))
     info = check_search(live_server.url, tracker.parent_run_id, trials, tmp_path, "server_search")
     assert tracking_experiment(info) == "server_search"
     assert elapsed < 30
 
     # the artifacts really are objects in the S3 bucket, under the parent run
-    s3 = moto_s3["client"]
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=moto_s3["bucket"])["Contents"]]
+    s3 = moto_s3.client()
+    bucket = live_server.artifacts.split("/")[2]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
     mine = [k for k in keys if tracker.parent_run_id in k]
     for name in ("pareto/front.json", "pareto/front.html", "pareto/front.png", "pareto/history.json",
                  "space.yaml"):
         assert any(k.endswith(name) for k in mine), (name, mine)
     obj = next(k for k in mine if k.endswith("pareto/front.json"))
-    body = json.loads(s3.get_object(Bucket=moto_s3["bucket"], Key=obj)["Body"].read())
+    body = json.loads(s3.get_object(Bucket=bucket, Key=obj)["Body"].read())
     assert {e["trial_id"] for e in body["front"]} == info["front"]
 
 
@@ -219,15 +226,19 @@ def test_plain_folder_store(fake_space, local_store):
     assert resolve_tracking_uri(str(local_store)) == f"sqlite:///{local_store / 'mlflow.db'}"
     trials = synthetic_trials(n=4, failed=(), pruned=())
     tracker = SearchTracker(fake_space("folder_search"), tracking_uri=str(local_store), flush_interval=0.1)
-    run_search(tracker, trials)
+    run_search(tracker, trials, driver_inserts=False)  # no archive given: the tracker keeps one
     assert {e["trial_id"] for e in load_front(tracker.parent_run_id, str(local_store))} == \
         independent_front(dict(trials))
     assert list((local_store / "mlartifacts").rglob("front.png"))
 
 
 def test_resume_continues_without_duplicates(live_server, fake_space, tmp_path):
+    """A resumed driver rebuilds its archive from its own record and tells the tracker again:
+    finished runs are not rewritten, no trial gets a second run, the parent's metrics keep one
+    point per step, and the front tags end as a fresh search's would."""
     from mlflow import MlflowClient
 
+    from ranksearch.archive import FrontArchive
     from ranksearch.tracking import SearchTracker
 
     space = fake_space("resume_search", OPTIONS)
@@ -244,11 +255,19 @@ def test_resume_continues_without_duplicates(live_server, fake_space, tmp_path):
     client = MlflowClient(live_server.url)
     assert client.get_run(interrupted_run).info.status == "KILLED"  # not left RUNNING
 
-    second = SearchTracker(space, tracking_uri=live_server.url, parent_run_id=first.parent_run_id,
-                           flush_interval=0.1)
+    # The resumed driver rebuilds its archive from its record before it opens tracking, and
+    # tells the tracker only what MLflow lacks (nothing here).
+    archive = FrontArchive.for_space(space)
+    for tid, result in trials[:4]:
+        archive.insert(tid, result)
+    second = SearchTracker(space, archive=archive, tracking_uri=live_server.url,
+                           parent_run_id=first.parent_run_id, flush_interval=0.1)
     assert second.start() == first.parent_run_id
-    loaded = second.load_results()
-    assert loaded == dict(trials[:4]) == second.results
+    assert second.logged_trials() == {t for t, _ in trials[:4]}
+    assert second.flush(timeout=30)
+    assert second.stats["ops"] == 0  # nothing MLflow already holds is written again
+    assert second.hypervolume == first.hypervolume > 0
+    assert {r["trial_id"] for r in second.front()} == {r["trial_id"] for r in first.front()}
     # starting known trials again (Ray restores them) reuses their runs
     for tid, result in trials[:5]:
         assert second.trial_started(tid, result.ranks) == first.run_id(tid)
@@ -343,7 +362,86 @@ def test_importing_ranksearch_does_not_import_mlflow():
     import subprocess
     import sys
 
-    code = ("import sys, ranksearch, ranksearch.tracking, ranksearch.frontviz; "
-            "bad = [m for m in ('mlflow', 'plotly', 'matplotlib') if m in sys.modules]; "
+    code = ("import sys, ranksearch, ranksearch.tracking, ranksearch.frontviz, ranksearch.dashboard; "
+            "bad = [m for m in ('mlflow', 'plotly', 'matplotlib', 'flask') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_default_store_is_mlruns_in_the_working_directory(tmp_path, monkeypatch):
+    """None means <cwd>/mlruns/mlflow.db (artifacts beside it), as in the service and the CLI;
+    $MLFLOW_TRACKING_URI still wins."""
+    from ranksearch.tracking import resolve_tracking_uri
+    from ranksearch.tracking.store import local_artifact_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = resolve_tracking_uri(None)
+    assert uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    assert local_artifact_root(uri) == (tmp_path / "mlruns" / "mlartifacts").as_uri()
+    assert not (tmp_path / "mlruns").exists()  # resolving creates nothing
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert resolve_tracking_uri(None) == "http://127.0.0.1:5999"
+
+
+def test_constraints_round_trip_through_the_parent_tags(fake_space):
+    """The dashboard and the readers decide eligibility with the constraints the search ran with."""
+    from ranksearch.archive import FrontArchive
+    from ranksearch.tracking import schema
+
+    archive = FrontArchive.for_space(fake_space("c", constraints={"max_params": 9000, "min_compression": 2.5}))
+    tags = {schema.TAG_OBJECTIVES: json.dumps(archive.objectives.pairs),
+            schema.TAG_CONSTRAINTS: schema.constraints_tag(archive.objectives)}
+    back = schema.search_objectives(tags, {schema.PARAM_DENSE: "266610"})
+    assert back == archive.objectives
+    assert schema.search_objectives({}, {}).pairs == list(schema.DEFAULT_OBJECTIVES)
+
+
+def test_trials_breaking_a_constraint_stay_off_the_front(fake_space, local_store, tmp_path):
+    """Eligibility is the archive's (ranksearch.objectives): a trial over max_params is tagged
+    false and left out of the front and the hypervolume, however good its accuracy."""
+    from ranksearch.tracking import SearchTracker, load_front, load_trials
+
+    trials = synthetic_trials(n=8, seed=4, failed=(), pruned=())
+    params = sorted(r.metrics["params"] for _, r in trials)
+    limit = int(params[len(params) // 2])  # half the trials break it
+    space = fake_space("constrained", constraints={"max_params": limit})
+    tracker = SearchTracker(space, tracking_uri=str(local_store), flush_interval=0.1)
+    run_search(tracker, trials)
+    over = {t for t, r in trials if r.metrics["params"] > limit}
+    assert over and len(over) < len(trials)
+    front = {e["trial_id"] for e in load_front(tracker.parent_run_id, str(local_store))}
+    assert front and not front & over
+    assert front == independent_front({t: r for t, r in trials if t not in over})
+    tags = {r["trial_id"]: r["pareto_optimal"] for r in load_trials(tracker.parent_run_id, str(local_store))}
+    assert all(tags[t] is False for t in over)
+
+
+def test_load_front_reads_tags_then_snapshot_then_rebuilds(fake_space, local_store):
+    """`load_front` reads what the tracker wrote: the pareto_optimal tags; without them the
+    pareto/front.json snapshot; a search with neither (logged before either existed) has its
+    front built from its stored trials by `archive.front_of`. All three agree."""
+    from mlflow import MlflowClient
+
+    from ranksearch.tracking import SearchTracker, load_front, resolve_tracking_uri
+
+    trials = synthetic_trials(n=10, seed=6, failed=(3,), pruned=(5,))
+    tracker = SearchTracker(fake_space("old_search"), tracking_uri=str(local_store), flush_interval=0.1)
+    run_search(tracker, trials)
+    expected = independent_front(dict(trials))
+    parent = tracker.parent_run_id
+
+    def ids() -> set[str]:
+        return {e["trial_id"] for e in load_front(parent, str(local_store))}
+
+    assert ids() == expected  # from the tags
+    client = MlflowClient(resolve_tracking_uri(str(local_store)))
+    for tid, _ in trials:
+        client.delete_tag(tracker.run_id(tid), "pareto_optimal")
+    snapshot = next((local_store / "mlartifacts").rglob("front.json"))
+    doc = json.loads(snapshot.read_text())
+    doc["front"] = doc["front"][:1]  # marks the snapshot, to see that it is what was read
+    snapshot.write_text(json.dumps(doc))
+    assert ids() == {doc["front"][0]["trial_id"]}
+    snapshot.unlink()
+    assert ids() == expected  # rebuilt from the stored results

@@ -8,10 +8,10 @@ need a driver of their own (kill and resume) run the CLI in a subprocess instead
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
-from tune_helpers import BIN, HERE, free_port, stop_group, wait_http
+from servers import S3_KEYS
+from tune_helpers import HERE
 
 # Trials import the failing models of faulty.py by name, in Ray workers. Workers inherit the
 # environment Ray starts with, and Ray starts after collection (whichever test starts it): put
@@ -41,27 +41,13 @@ def tracking(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """moto's S3 server on a loopback port with one bucket; AWS variables point at it."""
-    import boto3
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{port}"
-    keys = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1"}
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(keys)
+def s3_server(moto_s3):
+    """The session's moto S3 server with this folder's bucket; AWS variables point at it."""
+    old = {k: os.environ.get(k) for k in S3_KEYS}
+    os.environ.update(S3_KEYS)
     try:
-        wait_http(f"{endpoint}/moto-api/", proc, log, timeout=30)
-        client = boto3.client("s3", endpoint_url=endpoint)
-        client.create_bucket(Bucket="rs-tune")
-        yield {"endpoint": endpoint, "bucket": "rs-tune", "client": client}
+        yield {"endpoint": moto_s3.endpoint, "bucket": moto_s3.bucket("rs-tune"), "client": moto_s3.client()}
     finally:
-        stop_group(proc)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -1,21 +1,17 @@
-"""Helpers of the execution tests: tiny spaces, loopback ports, servers we start and stop."""
+"""Helpers of the execution tests: tiny spaces and MLflow look-ups; the loopback servers (MLflow,
+S3, free ports, stopping process groups) come from tests/servers.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from ranksearch.bench.servers import free_port, stop_group, wait_http  # noqa: F401 (the tests' imports)
+from servers import BIN, MlflowServer, free_port, stop_group, wait_http  # noqa: F401 (the tests' imports)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 QUICKSTART = ROOT / "search_spaces" / "quickstart_digits.yaml"
-BIN = Path(sys.executable).parent
 
 
 def mlflow_client(uri: str):
@@ -46,29 +42,3 @@ def write_space(path: Path, *, epochs: int = 1, budget: int = 4, model: dict | N
     data.update(top)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-class MlflowServer:
-    """`mlflow server` on a fixed loopback port that can be stopped and started again."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.log = root / "mlflow-server.log"
-
-    def start(self) -> None:
-        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-                 "--artifacts-destination", str(self.root / "artifacts"), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", "1"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        wait_http(f"{self.uri}/health", self.proc, self.log, timeout=90)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_group(self.proc)
-            self.proc = None
