@@ -1,0 +1,199 @@
+"""Gates on every rank slice of every tensorized layer, without touching the layer classes.
+
+`GatedNet` wraps a model whose tensorized layers are built at the layout's upper ranks. Each
+rank position's gate site (one factor tensor, see `geometry`) gets a `torch.nn.utils.parametrize`
+parametrization that multiplies the tensor along that axis by its element's gate vector. The
+gate values are drawn once per forward pass of the wrapper (training: one hard-concrete sample
+per slice, shared by every position of the element; eval or outside a forward pass: the
+deterministic test-time gate), so every position an element sets sees the same gate.
+
+The expected parameter count is exact in closed form: each factor tensor has
+prod(non-rank dims) * prod over its rank axes of R_e entries, where R_e, the number of kept slices
+of element e, is a sum of independent Bernoulli(keep_prob) variables (Poisson-binomial); axes of
+different elements are independent, so E[numel] = prod(non-rank dims) * prod_e E[R_e^k_e] with
+k_e the number of the tensor's axes element e sets (2 for a uniform-rank TR core).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ranksearch.learned.gates import ARDPrior, HardConcreteGate, make_gate
+from ranksearch.learned.geometry import Occurrence, Slot, rank_occurrences, slot_axes
+from ranksearch.learned.layout import RankLayout
+from ranksearch.tensorized import TensorizedLayer
+
+Gate = HardConcreteGate | ARDPrior
+
+
+class _SliceGate(nn.Module):
+    """Parametrization: the tensor times a gate vector along one axis."""
+
+    def __init__(self, source: Callable[[], Tensor], axis: int, ndim: int) -> None:
+        super().__init__()
+        self._source = source  # a plain callable, not a submodule: the gate lives in GatedNet
+        self.axis, self.ndim = axis, ndim
+
+    def forward(self, w: Tensor) -> Tensor:
+        shape = [1] * self.ndim
+        shape[self.axis] = -1
+        return w * self._source().view(shape)
+
+
+def poisson_binomial(p: Tensor) -> Tensor:
+    """P(sum of independent Bernoulli(p_i) = k) for k = 0..len(p), differentiable in p."""
+    dist = torch.ones(1, dtype=p.dtype, device=p.device)
+    zero = torch.zeros(1, dtype=p.dtype, device=p.device)
+    for pi in p:
+        dist = torch.cat([dist * (1 - pi), zero]) + torch.cat([zero, dist * pi])
+    return dist
+
+
+class GatedNet(nn.Module):
+    """`net` with one gate per (rank element, slice); forward = net's forward under the gates.
+
+    `kind` is 'l0' (hard-concrete gate) or 'ard' (automatic-rank-determination prior);
+    `gate_options` go to the gate's constructor; `seed` fixes the training-time gate samples.
+    """
+
+    def __init__(self, net: nn.Module, layout: RankLayout, *, kind: str = "l0", seed: int = 0,
+                 gate_options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.layout = layout
+        self.kind = kind
+        self.gates = nn.ModuleList([make_gate(kind, g.size, **(gate_options or {})) for g in layout.groups])
+        self._generator = torch.Generator().manual_seed(int(seed))
+        self._current: list[Tensor | None] | None = None
+        self._layers: dict[str, TensorizedLayer] = {}
+        self._sites: list[tuple[str, Occurrence, int]] = []  # (layer, gate site, group)
+        # (layer, slot, shape at the upper ranks, {axis: group})
+        self._tensors: list[tuple[str, Slot, tuple[int, ...], dict[int, int]]] = []
+        self._attach()
+
+    # -- construction ---------------------------------------------------------------------------
+    def _attach(self) -> None:
+        table = self.layout.position_groups()
+        for name, positions in table.items():
+            try:
+                layer = self.net.get_submodule(name)
+            except AttributeError:
+                raise ValueError(f"GatedNet: the model has no module {name!r} (named by the rank layout)") from None
+            if not isinstance(layer, TensorizedLayer):
+                raise ValueError(f"GatedNet: module {name!r} is a {type(layer).__name__}, not a tensorized layer")
+            expected = tuple(self.layout.groups[positions[p]].size if p in positions else -1
+                             for p in range(len(layer.ranks)))
+            if tuple(layer.ranks) != expected:
+                raise ValueError(f"GatedNet: layer {name!r} has ranks {tuple(layer.ranks)}; gates need it built "
+                                 f"at its elements' upper bounds {expected}")
+            self._layers[name] = layer
+            for slot, axes in slot_axes(layer).items():
+                shape = tuple(slot.get(layer).shape)
+                self._tensors.append((name, slot, shape, {ax: positions[p] for ax, p in axes.items()}))
+            if self.kind == "ard":
+                continue
+            for pos, occs in enumerate(rank_occurrences(layer)):
+                site, group = occs[0], positions[pos]
+                module = site.slot.module(layer)
+                ndim = getattr(module, site.slot.name).dim()
+                parametrize.register_parametrization(
+                    module, site.slot.name, _SliceGate(self._gate_source(group), site.axis, ndim))
+                self._sites.append((name, site, group))
+        self._fixed = sum(p.numel() for p in self.net.parameters()) - sum(
+            math.prod(shape) for _, _, shape, _ in self._tensors)
+        if self.kind == "ard":
+            for gi in range(len(self.layout.groups)):
+                sq, n = self._slice_squares(gi)
+                self.gates[gi].init_from(sq, n)
+
+    def _gate_source(self, group: int) -> Callable[[], Tensor]:
+        def source() -> Tensor:
+            if self._current is not None:
+                value = self._current[group]
+                if value is not None:
+                    return value
+            return self.gates[group].deterministic()
+        return source
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.kind == "ard":
+            return self.net(*args, **kwargs)
+        self._current = [g.value(training=self.training, generator=self._generator) for g in self.gates]
+        try:
+            return self.net(*args, **kwargs)
+        finally:
+            self._current = None
+
+    # -- what the gates say ---------------------------------------------------------------------
+    def keep_probs(self) -> list[Tensor]:
+        return [g.keep_prob() for g in self.gates]
+
+    def kept(self) -> list[Tensor]:
+        """Boolean mask of kept slices per element."""
+        return [g.kept() for g in self.gates]
+
+    def scores(self) -> list[Tensor]:
+        return [g.score() for g in self.gates]
+
+    @property
+    def fixed_params(self) -> int:
+        """Parameters whose count does not depend on the ranks (biases, untouched layers)."""
+        return self._fixed
+
+    def expected_params(self, probs: list[Tensor] | None = None) -> Tensor:
+        """E[parameter count of the pruned net] under independent keep probabilities (exact)."""
+        probs = self.keep_probs() if probs is None else probs
+        dists = [poisson_binomial(p) for p in probs]
+        cache: dict[tuple[int, int], Tensor] = {}
+
+        def moment(group: int, k: int) -> Tensor:
+            if (group, k) not in cache:
+                dist = dists[group]
+                counts = torch.arange(dist.numel(), dtype=dist.dtype, device=dist.device)
+                cache[(group, k)] = (dist * counts ** k).sum()
+            return cache[(group, k)]
+
+        total = torch.tensor(float(self._fixed), dtype=probs[0].dtype, device=probs[0].device)
+        for _, _, shape, axes in self._tensors:
+            const = math.prod(s for ax, s in enumerate(shape) if ax not in axes)
+            mult: dict[int, int] = {}
+            for group in axes.values():
+                mult[group] = mult.get(group, 0) + 1
+            term = torch.ones((), dtype=total.dtype, device=total.device) * const
+            for group, k in mult.items():
+                term = term * moment(group, k)
+            total = total + term
+        return total
+
+    # -- ARD prior ------------------------------------------------------------------------------
+    def _slice_squares(self, group: int) -> tuple[Tensor, int]:
+        """Sum of squares of the entries each slice of `group` touches, and entries per slice."""
+        size = self.layout.groups[group].size
+        sq = torch.zeros(size)
+        count = 0
+        for name, slot, shape, axes in self._tensors:
+            for ax, g in axes.items():
+                if g != group:
+                    continue
+                w = slot.get(self._layers[name])
+                dims = [d for d in range(w.dim()) if d != ax]
+                sq = sq.to(w.dtype).to(w.device) + (w * w).sum(dim=dims)
+                count += math.prod(shape) // shape[ax]
+        return sq, count
+
+    def prior_penalty(self) -> Tensor:
+        """Negative log prior of the ARD variances and the weights they govern (0 for 'l0')."""
+        if self.kind != "ard":
+            return torch.zeros(())
+        terms = []
+        for gi, gate in enumerate(self.gates):
+            sq, n = self._slice_squares(gi)
+            terms.append(gate.penalty(sq, n))
+        return torch.stack(terms).sum()
