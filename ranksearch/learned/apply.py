@@ -16,8 +16,9 @@ k_e the number of the tensor's axes element e sets (2 for a uniform-rank TR core
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -58,6 +59,8 @@ def poisson_binomial(p: Tensor) -> Tensor:
 class GatedNet(nn.Module):
     """`net` with one gate per (rank element, slice); forward = net's forward under the gates.
 
+    `parameters()` are the net's; the gates' are `gate_parameters()`.
+
     `kind` is 'l0' (hard-concrete gate) or 'ard' (automatic-rank-determination prior);
     `gate_options` go to the gate's constructor; `seed` fixes the training-time gate samples.
     """
@@ -68,7 +71,9 @@ class GatedNet(nn.Module):
         self.net = net
         self.layout = layout
         self.kind = kind
-        self.gates = nn.ModuleList([make_gate(kind, g.size, **(gate_options or {})) for g in layout.groups])
+        # A plain list, not a ModuleList: the gates are trained by their own optimizer (see
+        # `gate_parameters`), so the net's optimizer, built from `parameters()`, leaves them out.
+        self.gates: list[Gate] = [make_gate(kind, g.size, **(gate_options or {})) for g in layout.groups]
         self._generator = torch.Generator().manual_seed(int(seed))
         self._current: list[Tensor | None] | None = None
         self._layers: dict[str, TensorizedLayer] = {}
@@ -121,6 +126,15 @@ class GatedNet(nn.Module):
             return self.gates[group].deterministic()
         return source
 
+    def gate_parameters(self) -> list[nn.Parameter]:
+        return [p for g in self.gates for p in g.parameters()]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> GatedNet:  # .to(device) etc. reach the gates too
+        super()._apply(fn, recurse)
+        for g in self.gates:
+            g._apply(fn, recurse)
+        return self
+
     # -- forward --------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.kind == "ard":
@@ -131,6 +145,15 @@ class GatedNet(nn.Module):
         finally:
             self._current = None
 
+    @contextlib.contextmanager
+    def fixed_gates(self, values: list[Tensor | None]) -> Iterator[None]:
+        """Inside the block, the factor tensors read with these gate values (None: the default)."""
+        previous, self._current = self._current, list(values)
+        try:
+            yield
+        finally:
+            self._current = previous
+
     # -- what the gates say ---------------------------------------------------------------------
     def keep_probs(self) -> list[Tensor]:
         return [g.keep_prob() for g in self.gates]
@@ -138,6 +161,18 @@ class GatedNet(nn.Module):
     def kept(self) -> list[Tensor]:
         """Boolean mask of kept slices per element."""
         return [g.kept() for g in self.gates]
+
+    def kept_counts(self) -> list[int]:
+        """How many slices each element keeps: the rounded expected count for hard-concrete
+        gates (what the parameter penalty was computed from), the thresholded count for ARD."""
+        if self.kind == "l0":
+            return [int(round(float(p.detach().sum()))) for p in self.keep_probs()]
+        return [int(k.sum()) for k in self.kept()]
+
+    def slice_energy(self, group: int) -> Tensor:
+        """Sum of squares of every (gated) entry each slice of `group` touches."""
+        with torch.no_grad():
+            return self._slice_squares(group)[0]
 
     def scores(self) -> list[Tensor]:
         return [g.score() for g in self.gates]

@@ -27,8 +27,7 @@ class HardConcreteGate(nn.Module):
     Train: z = clamp(sigmoid((log u - log(1-u) + log_alpha) / beta) * (zeta - gamma) + gamma, 0, 1)
     with u ~ U(0, 1); test: z = clamp(sigmoid(log_alpha) * (zeta - gamma) + gamma, 0, 1), which is
     exactly 1 for log_alpha >= log((1 - gamma) / (zeta - 1)) and exactly 0 for
-    log_alpha <= -log((zeta - 0) / -gamma) (+-log 11 with the defaults), so a closed slice is
-    removed without changing the function and an open one is kept as it is.
+    log_alpha <= -log((zeta - 0) / -gamma) (+-log 11 with the defaults).
     P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta)) is the expected-l0 term.
     """
 
@@ -67,8 +66,9 @@ class HardConcreteGate(nn.Module):
         return torch.sigmoid(self.log_alpha - self.beta * math.log(-self.gamma / self.zeta))
 
     def kept(self) -> Tensor:
-        """Slices whose test-time gate is non-zero."""
-        return self.deterministic().detach() > 0
+        """Slices more likely open than closed (keep_prob >= 1/2): the rule the expected count
+        E[R] = sum keep_prob agrees with. Every kept slice has a non-zero test-time gate."""
+        return self.keep_prob().detach() >= 0.5
 
     def score(self) -> Tensor:
         """Larger = keep first."""

@@ -1,8 +1,8 @@
 """From gates to ranks, and from a gated net to a plain net at those ranks.
 
-Rule: an element keeps the slices its gate keeps (hard-concrete: test-time gate > 0; ARD: slice
-variance above the threshold); the count is rounded up to the element's next allowed value (the
-extra slices are the best-scored closed ones). Under a parameter budget, elements then step down
+Rule: an element keeps as many slices as its gates expect to keep (hard-concrete: the sum of the
+keep probabilities, rounded; ARD: slices with variance above the threshold), rounded up to the
+element's next allowed value, taking the best-scored slices. Under a parameter budget, elements then step down
 one allowed value at a time, always dropping the lowest-scored slice left among the elements
 that can still shrink, until the exact count fits. The pruned layers are new instances of the
 same classes at those ranks, holding the kept slices of the trained factors with the
@@ -20,8 +20,11 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ranksearch.learned.apply import GatedNet
+from ranksearch.learned.gates import HardConcreteGate
 from ranksearch.learned.geometry import slot_axes
 from ranksearch.tensorized import TensorizedLayer
+
+TIE = 0.05  # gate scores closer than this count as equal
 
 
 def params_at(gated: GatedNet, ranks: Sequence[int]) -> int:
@@ -34,23 +37,49 @@ def params_at(gated: GatedNet, ranks: Sequence[int]) -> int:
     return int(round(float(gated.expected_params(probs))))
 
 
-def choose_ranks(gated: GatedNet, *, max_params: int | None = None) -> tuple[tuple[int, ...], list[Tensor]]:
-    """(ranks, kept slice indices per element) by the rule in the module docstring."""
+def choose_ranks(gated: GatedNet, *, max_params: int | None = None,
+                 fill: bool = False) -> tuple[tuple[int, ...], list[Tensor]]:
+    """(ranks, kept slice indices per element) by the rule in the module docstring.
+
+    With `fill` (and `max_params`), elements then grow one allowed value at a time, best-scored
+    next slice first, while the count stays within `max_params`.
+    """
     groups = gated.layout.groups
-    kept = gated.kept()
-    ranks = [g.snap(int(k.sum())) for g, k in zip(groups, kept, strict=True)]
-    order = [torch.argsort(s, descending=True, stable=True) for s in gated.scores()]
+    scores = gated.scores()
+    energy = [gated.slice_energy(gi) for gi in range(len(groups))]
+    # Gate score first; gates within TIE of each other (an element's gates often move together)
+    # are ordered by the energy of their slices, the weights' own measure of use.
+    order = [torch.tensor(sorted(range(len(s)), key=lambda i, s=s, e=e: (-round(float(s[i]) / TIE), -float(e[i]))))
+             for s, e in zip(scores, energy, strict=True)]
+    ranks = [g.snap(c) for g, c in zip(groups, gated.kept_counts(), strict=True)]
+
+    def step(gi: int, up: bool) -> tuple[float, int, int] | None:
+        g, r = groups[gi], ranks[gi]
+        nxt = [v for v in g.values if v > r] if up else [v for v in g.values if v < r]
+        if not nxt:
+            return None
+        value = nxt[0] if up else nxt[-1]
+        edge = order[gi][r] if up else order[gi][r - 1]  # the next slice in, or the worst one kept
+        return float(scores[gi][edge]), gi, value
+
     if max_params is not None:
         while params_at(gated, ranks) > max_params:
-            options = []
-            for gi, g in enumerate(groups):
-                lower = [v for v in g.values if v < ranks[gi]]
-                if lower:
-                    worst = order[gi][ranks[gi] - 1]
-                    options.append((float(gated.scores()[gi][worst]), gi, lower[-1]))
+            options = [o for o in (step(gi, up=False) for gi in range(len(groups))) if o is not None]
             if not options:
                 break  # every element at its smallest allowed value: the budget cannot be met
             _, gi, value = min(options)
+            ranks[gi] = value
+        while fill:
+            options = [o for o in (step(gi, up=True) for gi in range(len(groups))) if o is not None]
+            fits = []
+            for o in options:
+                trial = list(ranks)
+                trial[o[1]] = o[2]
+                if params_at(gated, trial) <= max_params:
+                    fits.append(o)
+            if not fits:
+                break
+            _, gi, value = max(fits)
             ranks[gi] = value
     keep = [torch.sort(o[:r]).values for o, r in zip(order, ranks, strict=True)]
     return tuple(ranks), keep
@@ -68,8 +97,27 @@ def _rebuild(layer: TensorizedLayer, ranks: tuple[int, ...]) -> TensorizedLayer:
                        **factory)
 
 
-def prune(gated: GatedNet, keep: Sequence[Tensor]) -> nn.Module:
-    """A copy of `gated.net` whose tensorized layers keep only slices `keep[e]` of element e."""
+def _fold_values(gated: GatedNet, fold: str) -> list[Tensor | None]:
+    values: list[Tensor | None] = []
+    for gate in gated.gates:
+        if not isinstance(gate, HardConcreteGate):
+            values.append(None)
+            continue
+        z = gate.deterministic().detach()
+        values.append(torch.ones_like(z) if fold == "open" else torch.where(z > 0, z, torch.ones_like(z)))
+    return values
+
+
+def prune(gated: GatedNet, keep: Sequence[Tensor], *, fold: str = "gate") -> nn.Module:
+    """A copy of `gated.net` whose tensorized layers keep only slices `keep[e]` of element e.
+
+    fold='gate' multiplies the kept slices by their test-time gate values (the pruned net then
+    computes what the gated net computes in eval mode with the other slices closed); a kept slice
+    whose test-time gate is 0 is kept at its weights, else it would be dead. fold='open' keeps
+    every kept slice at its weights (gates 1).
+    """
+    if fold not in ("gate", "open"):
+        raise ValueError(f"prune: fold must be 'gate' or 'open', got {fold!r}")
     if len(keep) != len(gated.layout.groups):
         raise ValueError(f"prune: got {len(keep)} index sets for {len(gated.layout.groups)} elements")
     for g, k in zip(gated.layout.groups, keep, strict=True):
@@ -78,7 +126,7 @@ def prune(gated: GatedNet, keep: Sequence[Tensor]) -> nn.Module:
                              f"indices in [0, {g.size})")
     table = gated.layout.position_groups()
     memo: dict[int, nn.Module] = {}
-    with torch.no_grad():
+    with torch.no_grad(), gated.fixed_gates(_fold_values(gated, fold)):
         for name, positions in table.items():
             layer = gated.net.get_submodule(name)
             ranks = tuple(len(keep[positions[p]]) for p in range(len(layer.ranks)))
