@@ -8,9 +8,8 @@ per slice, shared by every position of the element; eval or outside a forward pa
 deterministic test-time gate), so every position an element sets sees the same gate.
 
 The expected parameter count is exact in closed form: each factor tensor has
-prod(non-rank dims) * prod over its rank axes of R_e entries, where R_e, the number of kept slices
-of element e, is a sum of independent Bernoulli(keep_prob) variables (Poisson-binomial); axes of
-different elements are independent, so E[numel] = prod(non-rank dims) * prod_e E[R_e^k_e] with
+prod(non-rank dims) * prod over its rank axes of R_e entries, where R_e is the number of kept
+slices of element e (each kept with its gate's keep probability); axes of different elements are independent, so E[numel] = prod(non-rank dims) * prod_e E[R_e^k_e] with
 k_e the number of the tensor's axes element e sets (2 for a uniform-rank TR core).
 """
 
@@ -47,27 +46,20 @@ class _SliceGate(nn.Module):
         return w * self._source().view(shape)
 
 
-def poisson_binomial(p: Tensor) -> Tensor:
-    """P(sum of independent Bernoulli(p_i) = k) for k = 0..len(p), differentiable in p."""
-    dist = torch.ones(1, dtype=p.dtype, device=p.device)
-    zero = torch.zeros(1, dtype=p.dtype, device=p.device)
-    for pi in p:
-        dist = torch.cat([dist * (1 - pi), zero]) + torch.cat([zero, dist * pi])
-    return dist
-
-
 class GatedNet(nn.Module):
     """`net` with one gate per (rank element, slice); forward = net's forward under the gates.
 
     `parameters()` are the net's; the gates' are `gate_parameters()`.
 
     `kind` is 'l0' (hard-concrete gate) or 'ard' (automatic-rank-determination prior);
-    `gate_options` go to the gate's constructor; `seed` fixes the training-time gate samples.
+    `gate_options` go to the gate's constructor; `seed` fixes the training-time gate samples;
+    `rescale` keeps each bond's scale as its slices close (see `multiplier`).
     """
 
     def __init__(self, net: nn.Module, layout: RankLayout, *, kind: str = "l0", seed: int = 0,
-                 gate_options: dict[str, Any] | None = None) -> None:
+                 gate_options: dict[str, Any] | None = None, rescale: bool = False) -> None:
         super().__init__()
+        self.rescale = bool(rescale)
         self.net = net
         self.layout = layout
         self.kind = kind
@@ -123,8 +115,17 @@ class GatedNet(nn.Module):
                 value = self._current[group]
                 if value is not None:
                     return value
-            return self.gates[group].deterministic()
+            return self.multiplier(group, self.gates[group].deterministic())
         return source
+
+    def multiplier(self, group: int, z: Tensor) -> Tensor:
+        """What multiplies the slices of `group` given gate values z: z itself, or with `rescale`
+        z * sqrt(size / sum z^2), which keeps the merged weight's scale as slices close (the
+        variance of a bond sum grows with the number of open slices), like inverted dropout."""
+        if not self.rescale:
+            return z
+        size = self.layout.groups[group].size
+        return z * torch.sqrt(size / (z * z).sum().clamp(min=1.0))
 
     def gate_parameters(self) -> list[nn.Parameter]:
         return [p for g in self.gates for p in g.parameters()]
@@ -139,7 +140,8 @@ class GatedNet(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.kind == "ard":
             return self.net(*args, **kwargs)
-        self._current = [g.value(training=self.training, generator=self._generator) for g in self.gates]
+        self._current = [self.multiplier(i, g.value(training=self.training, generator=self._generator))
+                         for i, g in enumerate(self.gates)]
         try:
             return self.net(*args, **kwargs)
         finally:
@@ -147,7 +149,7 @@ class GatedNet(nn.Module):
 
     @contextlib.contextmanager
     def fixed_gates(self, values: list[Tensor | None]) -> Iterator[None]:
-        """Inside the block, the factor tensors read with these gate values (None: the default)."""
+        """Inside the block, the factor tensors read with these multipliers (None: the default)."""
         previous, self._current = self._current, list(values)
         try:
             yield
@@ -183,9 +185,12 @@ class GatedNet(nn.Module):
         return self._fixed
 
     def expected_params(self, probs: list[Tensor] | None = None) -> Tensor:
-        """E[parameter count of the pruned net] under independent keep probabilities (exact)."""
+        """E[parameter count of the pruned net] under the gates' keep probabilities (exact).
+
+        `probs` replaces the keep probabilities (0/1 entries give the count of that pattern).
+        """
         probs = self.keep_probs() if probs is None else probs
-        dists = [poisson_binomial(p) for p in probs]
+        dists = [g.count_law(p) for g, p in zip(self.gates, probs, strict=True)]
         cache: dict[tuple[int, int], Tensor] = {}
 
         def moment(group: int, k: int) -> Tensor:

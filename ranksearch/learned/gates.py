@@ -29,10 +29,21 @@ class HardConcreteGate(nn.Module):
     exactly 1 for log_alpha >= log((1 - gamma) / (zeta - 1)) and exactly 0 for
     log_alpha <= -log((zeta - 0) / -gamma) (+-log 11 with the defaults).
     P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta)) is the expected-l0 term.
+
+    `ordered` (the default) writes log_alpha_i = offset + raw_i - slope * i with one learned
+    offset per element: the slices of a bond are interchangeable, so free per-slice gates under a
+    shared penalty move together and end half-open all alike (each off most of the time, none
+    usable); ordered gates close from the last slice down, the element learns how many slices it
+    needs (the offset gathers the data gradient of all its slices), and raw_i can still reorder.
+    Ordered gates also share one noise draw per step (each slice's marginal is still its own
+    hard-concrete law): the net sees "the first k slices open" configurations instead of random
+    holes in every bond of every core, which starved the training signal, and the kept count
+    has the closed-form law P(R >= j) = keep_prob of the j-th most open slice (`count_law`).
     """
 
     def __init__(self, size: int, *, init_log_alpha: float = 3.0, beta: float = 2.0 / 3.0,
-                 gamma: float = -0.1, zeta: float = 1.1, speed: float = 1.0) -> None:
+                 gamma: float = -0.1, zeta: float = 1.1, speed: float = 1.0, ordered: bool = True,
+                 slope: float = 1.0) -> None:
         super().__init__()
         if size < 1:
             raise ValueError(f"HardConcreteGate: size must be >= 1, got {size}")
@@ -41,16 +52,31 @@ class HardConcreteGate(nn.Module):
                              f"got gamma={gamma}, zeta={zeta}, beta={beta}")
         if speed <= 0:
             raise ValueError(f"HardConcreteGate: speed must be > 0, got {speed}")
+        if slope < 0:
+            raise ValueError(f"HardConcreteGate: slope must be >= 0, got {slope}")
         self.beta, self.gamma, self.zeta, self.speed = float(beta), float(gamma), float(zeta), float(speed)
-        self.raw = nn.Parameter(torch.full((size,), float(init_log_alpha) / self.speed))
+        self.ordered, self.slope = bool(ordered), float(slope) if ordered else 0.0
+        self.register_buffer("ramp", torch.arange(size, dtype=torch.float32) * self.slope, persistent=False)
+        top = float(init_log_alpha) + self.slope * (size - 1)  # the last slice starts at init_log_alpha
+        self.offset = nn.Parameter(torch.tensor(top / self.speed)) if self.ordered else None
+        self.raw = nn.Parameter(torch.full((size,), 0.0 if self.ordered else float(init_log_alpha) / self.speed))
 
     @property
     def log_alpha(self) -> Tensor:
-        return self.raw * self.speed
+        la = self.raw * self.speed - self.ramp
+        return la + self.offset * self.speed if self.offset is not None else la
+
+    def set_log_alpha(self, values: Tensor) -> None:
+        """Put the gates at these log-alphas (tests, restarts)."""
+        with torch.no_grad():
+            if self.offset is not None:
+                self.offset.zero_()
+            self.raw.copy_((values.to(self.raw) + self.ramp) / self.speed)
 
     def sample(self, generator: torch.Generator) -> Tensor:
         """One stochastic gate value per slice (training)."""
-        u = torch.rand(self.raw.shape, generator=generator, dtype=torch.float64)
+        shape = (1,) if self.ordered else self.raw.shape  # ordered: one draw shared by the slices
+        u = torch.rand(shape, generator=generator, dtype=torch.float64)
         u = u.clamp(1e-6, 1 - 1e-6).to(self.raw.dtype).to(self.raw.device)
         s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.log_alpha) / self.beta)
         return (s * (self.zeta - self.gamma) + self.gamma).clamp(0.0, 1.0)
@@ -64,6 +90,21 @@ class HardConcreteGate(nn.Module):
 
     def keep_prob(self) -> Tensor:
         return torch.sigmoid(self.log_alpha - self.beta * math.log(-self.gamma / self.zeta))
+
+    def count_law(self, probs: Tensor | None = None) -> Tensor:
+        """P(R = k), k = 0..size, R the number of non-zero gates (differentiable).
+
+        Independent gates: Poisson-binomial. Shared noise: slice i is non-zero iff the common
+        logistic draw exceeds a threshold decreasing in its keep probability, so the non-zero
+        slices are always the most open ones and P(R >= j) is the j-th largest keep probability.
+        """
+        p = self.keep_prob() if probs is None else probs
+        if not self.ordered:
+            return poisson_binomial(p)
+        tail = torch.sort(p, descending=True).values  # P(R >= j), j = 1..size
+        one, zero = torch.ones(1, dtype=p.dtype, device=p.device), torch.zeros(1, dtype=p.dtype, device=p.device)
+        at_least = torch.cat([one, tail, zero])
+        return at_least[:-1] - at_least[1:]
 
     def kept(self) -> Tensor:
         """Slices more likely open than closed (keep_prob >= 1/2): the rule the expected count
@@ -119,6 +160,10 @@ class ARDPrior(nn.Module):
     def kept(self) -> Tensor:
         return self._relative().detach() >= math.log(self.threshold)
 
+    def count_law(self, probs: Tensor | None = None) -> Tensor:
+        """P(R = k) for independent soft keeps (Poisson-binomial)."""
+        return poisson_binomial(self.keep_prob() if probs is None else probs)
+
     def score(self) -> Tensor:
         return self.log_var.detach()
 
@@ -129,6 +174,15 @@ class ARDPrior(nn.Module):
         """
         lv = self.log_var
         return (0.5 * sq_sum * torch.exp(-lv) + (0.5 * count + 1.0) * lv).sum()
+
+
+def poisson_binomial(p: Tensor) -> Tensor:
+    """P(sum of independent Bernoulli(p_i) = k) for k = 0..len(p), differentiable in p."""
+    dist = torch.ones(1, dtype=p.dtype, device=p.device)
+    zero = torch.zeros(1, dtype=p.dtype, device=p.device)
+    for pi in p:
+        dist = torch.cat([dist * (1 - pi), zero]) + torch.cat([zero, dist * pi])
+    return dist
 
 
 def make_gate(kind: str, size: int, **options: float) -> HardConcreteGate | ARDPrior:

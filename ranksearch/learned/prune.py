@@ -97,14 +97,18 @@ def _rebuild(layer: TensorizedLayer, ranks: tuple[int, ...]) -> TensorizedLayer:
                        **factory)
 
 
-def _fold_values(gated: GatedNet, fold: str) -> list[Tensor | None]:
+def _fold_values(gated: GatedNet, fold: str, keep: Sequence[Tensor]) -> list[Tensor | None]:
+    """The multipliers folded into the kept slices (computed over the kept slices only)."""
     values: list[Tensor | None] = []
-    for gate in gated.gates:
+    for gi, (gate, kept) in enumerate(zip(gated.gates, keep, strict=True)):
         if not isinstance(gate, HardConcreteGate):
             values.append(None)
             continue
         z = gate.deterministic().detach()
-        values.append(torch.ones_like(z) if fold == "open" else torch.where(z > 0, z, torch.ones_like(z)))
+        z = torch.ones_like(z) if fold == "open" else torch.where(z > 0, z, torch.ones_like(z))
+        mask = torch.zeros_like(z)
+        mask[kept.to(z.device)] = 1.0
+        values.append(gated.multiplier(gi, z * mask).detach())
     return values
 
 
@@ -126,7 +130,7 @@ def prune(gated: GatedNet, keep: Sequence[Tensor], *, fold: str = "gate") -> nn.
                              f"indices in [0, {g.size})")
     table = gated.layout.position_groups()
     memo: dict[int, nn.Module] = {}
-    with torch.no_grad(), gated.fixed_gates(_fold_values(gated, fold)):
+    with torch.no_grad(), gated.fixed_gates(_fold_values(gated, fold, keep)):
         for name, positions in table.items():
             layer = gated.net.get_submodule(name)
             ranks = tuple(len(keep[positions[p]]) for p in range(len(layer.ranks)))

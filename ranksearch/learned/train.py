@@ -146,7 +146,7 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
                 seed: int | None = None, epochs: int | None = None, finetune_epochs: int | None = None,
                 dense_state: Mapping[str, torch.Tensor] | None = None, kind: str = "l0",
                 gate_options: dict[str, Any] | None = None, gate_lr: float | None = None,
-                gate_optimizer: str = "adam", fold: str = "open", anneal: float = 0.5, mu: float = 1.0,
+                gate_optimizer: str = "adam", fold: str = "open", rescale: bool = True, anneal: float = 0.5, mu: float = 1.0,
                 dual_step: float = 0.0, training: TrainingSpec | None = None, splits: DataSplits | None = None,
                 device: str | torch.device | None = None, num_threads: int | None = None,
                 log: Callable[[str], Any] | None = None) -> LearnedOutcome:
@@ -164,7 +164,7 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
     Tuning knobs: `kind` 'l0' (hard-concrete gates) or 'ard' (prior); `gate_options` for the
     gate's constructor; the gates' own optimizer `gate_optimizer` ('adam' or 'normalized', see
     `GateOptimizer`) with step `gate_lr` (default: GATE_TRAVEL log-alpha units over the run);
-    `fold` ('open' or 'gate', see `prune.prune`); the budget's `anneal` fraction, quadratic
+    `fold` ('open' or 'gate', see `prune.prune`); `rescale` (see `GatedNet.multiplier`); the budget's `anneal` fraction, quadratic
     weight `mu` and multiplier step `dual_step` (see `BudgetPenalty`).
     """
     from ranksearch.models import build_model, build_warm
@@ -207,7 +207,8 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = build_model(space, upper)
-    gated = GatedNet(net, RankLayout.from_space(space), kind=kind, seed=seed, gate_options=gate_options)
+    gated = GatedNet(net, RankLayout.from_space(space), kind=kind, seed=seed, gate_options=gate_options,
+                     rescale=rescale)
     step = gate_lr if gate_lr is not None else _gate_lr(gate_recipe, n_train)
     gate_opt: Any = (torch.optim.Adam(gated.gate_parameters(), lr=step) if gate_optimizer == "adam"
                      else GateOptimizer(gated.gate_parameters(), lr=step))

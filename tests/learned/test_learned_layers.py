@@ -31,17 +31,17 @@ def _input(kind: str) -> torch.Tensor:
     return torch.randn(4, 6, 5, 5, generator=gen) if kind == "conv" else torch.randn(4, 6, generator=gen)
 
 
-def _gated(layer: nn.Module, kind: str = "l0") -> GatedNet:
+def _gated(layer: nn.Module, kind: str = "l0", **options: bool) -> GatedNet:
     net = nn.Sequential(copy.deepcopy(layer))
-    return GatedNet(net, RankLayout.per_position(net), kind=kind, seed=0)
+    return GatedNet(net, RankLayout.per_position(net), kind=kind, seed=0, gate_options=options or None)
 
 
 def _set_gates(gated: GatedNet, closed: list[list[int]]) -> None:
     """Open every slice (log-alpha 10, test-time gate 1) except `closed[e]` (log-alpha -10, gate 0)."""
-    with torch.no_grad():
-        for gate, shut in zip(gated.gates, closed, strict=True):
-            gate.raw.fill_(10.0 / gate.speed)
-            gate.raw[shut] = -10.0 / gate.speed
+    for gate, shut in zip(gated.gates, closed, strict=True):
+        values = torch.full((gate.raw.numel(),), 10.0)
+        values[shut] = -10.0
+        gate.set_log_alpha(values)
 
 
 @pytest.mark.parametrize("fmt,kind", CASES)
@@ -91,12 +91,12 @@ def test_fractional_test_time_gates_are_folded_into_the_kept_slices(fmt: str, ki
     x = _input(kind)
     gated = _gated(layer).eval()
     gen = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for gate in gated.gates:
-            gate.raw.copy_(torch.empty(gate.raw.shape).uniform_(-1.0, 3.0, generator=gen) / gate.speed)
-            gate.raw[0] = 5.0 / gate.speed  # every position keeps a slice
-            if gate.raw.numel() > 1:
-                gate.raw[1] = -5.0 / gate.speed  # and closes one
+    for gate in gated.gates:
+        values = torch.empty(gate.raw.shape).uniform_(-1.0, 3.0, generator=gen)
+        values[0] = 5.0  # every position keeps a slice
+        if values.numel() > 1:
+            values[1] = -5.0  # and closes one
+        gate.set_log_alpha(values)
     keep = [torch.nonzero(g.deterministic() > 0).flatten() for g in gated.gates]
     pruned = prune(gated, keep)
     with torch.no_grad():
@@ -105,9 +105,10 @@ def test_fractional_test_time_gates_are_folded_into_the_kept_slices(fmt: str, ki
 
 @pytest.mark.parametrize("fmt,kind", CASES)
 def test_expected_params_is_exact(fmt: str, kind: str) -> None:
-    """E[params] in closed form equals the average over every keep pattern, weighted by its odds."""
+    """E[params] in closed form equals the average over every keep pattern, weighted by its odds
+    (independent gates; the ordered gates' shared-noise law is checked below)."""
     layer = _layer(fmt, kind, rank=2)
-    gated = _gated(layer)
+    gated = _gated(layer, ordered=False)
     gen = torch.Generator().manual_seed(3)
     probs = [torch.rand(g.size, generator=gen, dtype=torch.float64) for g in gated.layout.groups]
     sizes = [g.size for g in gated.layout.groups]
@@ -147,7 +148,7 @@ def test_gates_shared_by_an_element_act_on_every_position_it_sets() -> None:
     layout = RankLayout.per_position(net)
     members = tuple(m for g in layout.groups for m in g.members)
     shared = RankLayout((type(layout.groups[0])("all", 3, (1, 2, 3), members),))
-    gated = GatedNet(net, shared, seed=0).eval()
+    gated = GatedNet(net, shared, seed=0, gate_options={"ordered": False}).eval()
     _set_gates(gated, [[1]])
     ranks, keep = choose_ranks(gated)
     assert ranks == (2,) and keep[0].tolist() == [0, 2]
@@ -166,8 +167,7 @@ def test_gates_shared_by_an_element_act_on_every_position_it_sets() -> None:
 
 def test_hard_concrete_gate_limits_and_determinism() -> None:
     gate = HardConcreteGate(4)
-    with torch.no_grad():
-        gate.raw.copy_(torch.tensor([math.log(11) + 1e-3, 0.0, -math.log(11) - 1e-3, 8.0]))
+    gate.set_log_alpha(torch.tensor([math.log(11) + 1e-3, 0.0, -math.log(11) - 1e-3, 8.0]))
     z = gate.deterministic()
     assert z[0] == 1 and z[2] == 0 and 0 < z[1] < 1 and z[3] == 1
     expected = torch.sigmoid(gate.log_alpha - (2 / 3) * math.log(0.1 / 1.1))
@@ -177,6 +177,22 @@ def test_hard_concrete_gate_limits_and_determinism() -> None:
     assert torch.equal(a, b) and bool(((a >= 0) & (a <= 1)).all())
     with pytest.raises(ValueError, match="size must be >= 1, got 0"):
         HardConcreteGate(0)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_count_law_matches_sampled_gates(ordered: bool) -> None:
+    gate = HardConcreteGate(5, ordered=ordered)
+    gate.set_log_alpha(torch.tensor([4.0, 1.0, -0.5, -1.5, -6.0]))
+    law = gate.count_law().detach().double()
+    gen = torch.Generator().manual_seed(7)
+    counts = torch.stack([(gate.sample(gen) > 0).sum() for _ in range(20000)])
+    freq = torch.bincount(counts, minlength=6).double() / counts.numel()
+    assert float(law.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert float((law * torch.arange(6)).sum()) == pytest.approx(float(gate.keep_prob().sum()), abs=1e-5)
+    assert torch.allclose(freq, law, atol=0.015)
+    if ordered:  # shared noise: the open slices are always the most open ones
+        z = gate.sample(gen)
+        assert bool((z[:-1] >= z[1:]).all())
 
 
 def test_ard_prior_keeps_slices_above_the_threshold() -> None:
