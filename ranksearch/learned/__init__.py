@@ -20,7 +20,7 @@ _EXPORTS = {
     "prune": "ranksearch.learned.prune",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["GatedNet", "LearnedOutcome", "RankLayout", "choose_ranks", "learn_ranks", "prune"]
 
 if TYPE_CHECKING:
     from ranksearch.learned.apply import GatedNet
