@@ -105,9 +105,7 @@ class GatedNet(nn.Module):
         self._fixed = sum(p.numel() for p in self.net.parameters()) - sum(
             math.prod(shape) for _, _, shape, _ in self._tensors)
         if self.kind == "ard":
-            for gi in range(len(self.layout.groups)):
-                sq, n = self._slice_squares(gi)
-                self.gates[gi].init_from(sq, n)
+            self._observe()
 
     def _gate_source(self, group: int) -> Callable[[], Tensor]:
         def source() -> Tensor:
@@ -128,6 +126,7 @@ class GatedNet(nn.Module):
         return z * torch.sqrt(size / (z * z).sum().clamp(min=1.0))
 
     def gate_parameters(self) -> list[nn.Parameter]:
+        """Trainable gate parameters (none for ARD, whose variances follow the weights)."""
         return [p for g in self.gates for p in g.parameters()]
 
     def _apply(self, fn: Any, recurse: bool = True) -> GatedNet:  # .to(device) etc. reach the gates too
@@ -157,11 +156,21 @@ class GatedNet(nn.Module):
             self._current = previous
 
     # -- what the gates say ---------------------------------------------------------------------
+    def _observe(self) -> None:
+        """ARD: recompute the slice variances from the current weights."""
+        for gi, gate in enumerate(self.gates):
+            gate.observe(*self._slice_squares(gi))
+
     def keep_probs(self) -> list[Tensor]:
+        if self.kind == "ard":
+            self._observe()
         return [g.keep_prob() for g in self.gates]
 
     def kept(self) -> list[Tensor]:
         """Boolean mask of kept slices per element."""
+        if self.kind == "ard":
+            with torch.no_grad():
+                self._observe()
         return [g.kept() for g in self.gates]
 
     def kept_counts(self) -> list[int]:
@@ -177,6 +186,9 @@ class GatedNet(nn.Module):
             return self._slice_squares(group)[0]
 
     def scores(self) -> list[Tensor]:
+        if self.kind == "ard":
+            with torch.no_grad():
+                self._observe()
         return [g.score() for g in self.gates]
 
     @property
@@ -232,8 +244,5 @@ class GatedNet(nn.Module):
         """Negative log prior of the ARD variances and the weights they govern (0 for 'l0')."""
         if self.kind != "ard":
             return torch.zeros(())
-        terms = []
-        for gi, gate in enumerate(self.gates):
-            sq, n = self._slice_squares(gi)
-            terms.append(gate.penalty(sq, n))
-        return torch.stack(terms).sum()
+        self._observe()
+        return torch.stack([gate.penalty() for gate in self.gates]).sum()

@@ -5,10 +5,8 @@ questions: what multiplies each slice in a forward pass, how likely each slice i
 (the soft count the parameter budget is computed from), which slices are kept at the end, and
 in which order to keep them when a rank has to be rounded to an allowed value.
 
-Trainable values are stored divided by `speed` (value = speed * stored): with Adam every stored
-entry moves about `lr` per step whatever its gradient's size, so `speed` sets how many units of
-log-alpha (or log-variance) a gate can travel per step, independently of the weights' learning
-rate. Gates must be able to close within one training run of a few hundred steps.
+Hard-concrete log-alphas are stored divided by `speed` (value = speed * stored), a knob for how
+far an optimizer step moves them.
 """
 
 from __future__ import annotations
@@ -117,41 +115,47 @@ class HardConcreteGate(nn.Module):
 
 
 class ARDPrior(nn.Module):
-    """Automatic rank determination: slice i of an element has prior N(0, v_i) on every entry
-    it touches, v_i learned (MAP, log-uniform hyperprior), as in Bayesian tensorized nets
-    (Hawkins, Liu & Zhang 2022). Unneeded slices see v_i and their weights collapse together;
-    a slice is kept while v_i / max_j v_j >= `threshold`. It gates nothing in the forward pass.
+    """Automatic rank determination: slice i of an element has a prior N(0, v_i) on every entry
+    it touches (both factors of a bond, every position the element sets), as in Bayesian
+    tensorized nets (Hawkins, Liu & Zhang 2022). v_i is its MAP value given the weights under a
+    log-uniform hyperprior, v_i = ||W_i||^2 / (n + 2), recomputed from the weights each time
+    (`observe`), never trained on its own: trained by gradient, the variances ran ahead of the
+    weights and crushed every slice. The negative log prior then reduces to a group-log penalty
+    (n/2 + 1) * log ||W_i||^2 that drives unneeded slices to zero together. A slice is kept while
+    v_i / max_j v_j >= `threshold`; it gates nothing in the forward pass.
 
     `keep_prob` is a soft version of that rule (a sigmoid in log(v_i / max v) around
-    log(threshold) with width `temperature`), used for the expected parameter count.
+    log(threshold) with width `temperature`), differentiable in the weights: the parameter budget
+    acts on the slices' relative sizes.
     """
 
-    def __init__(self, size: int, *, threshold: float = 1e-2, temperature: float = 1.0,
-                 speed: float = 1.0) -> None:
+    def __init__(self, size: int, *, threshold: float = 1e-2, temperature: float = 1.0) -> None:
         super().__init__()
         if size < 1:
             raise ValueError(f"ARDPrior: size must be >= 1, got {size}")
         if not 0 < threshold < 1:
             raise ValueError(f"ARDPrior: threshold must be in (0, 1), got {threshold}")
-        if temperature <= 0 or speed <= 0:
-            raise ValueError(f"ARDPrior: temperature and speed must be > 0, got {temperature}, {speed}")
-        self.threshold, self.temperature, self.speed = float(threshold), float(temperature), float(speed)
-        self.raw = nn.Parameter(torch.zeros(size))
+        if temperature <= 0:
+            raise ValueError(f"ARDPrior: temperature must be > 0, got {temperature}")
+        self.threshold, self.temperature = float(threshold), float(temperature)
+        self.size = size
+        self._log_var: Tensor = torch.zeros(size)
+        self._count = 1
 
     @property
     def log_var(self) -> Tensor:
-        return self.raw * self.speed
+        return self._log_var
 
-    def init_from(self, sq_sum: Tensor, count: int) -> None:
-        """Start every variance at its slice's mean square (the prior's MAP for those weights)."""
-        with torch.no_grad():
-            self.raw.copy_(torch.log(sq_sum.detach() / count + 1e-12) / self.speed)
+    def observe(self, sq_sum: Tensor, count: int) -> None:
+        """Set the variances to their MAP given the slices' sums of squares (keeps the graph)."""
+        self._log_var = torch.log(sq_sum / (count + 2) + 1e-30)
+        self._count = count
 
     def value(self, *, training: bool, generator: torch.Generator) -> Tensor | None:
         return None
 
     def _relative(self) -> Tensor:
-        lv = self.log_var
+        lv = self._log_var
         return lv - lv.detach().max()
 
     def keep_prob(self) -> Tensor:
@@ -165,15 +169,11 @@ class ARDPrior(nn.Module):
         return poisson_binomial(self.keep_prob() if probs is None else probs)
 
     def score(self) -> Tensor:
-        return self.log_var.detach()
+        return self._log_var.detach()
 
-    def penalty(self, sq_sum: Tensor, count: int) -> Tensor:
-        """-log prior of the slices (Gaussian with variance v_i, log-uniform on v_i), up to a constant.
-
-        `sq_sum[i]` is the sum of squares of every entry slice i touches; `count` entries per slice.
-        """
-        lv = self.log_var
-        return (0.5 * sq_sum * torch.exp(-lv) + (0.5 * count + 1.0) * lv).sum()
+    def penalty(self) -> Tensor:
+        """-log prior of the slices at the MAP variances, up to a constant."""
+        return (0.5 * self._count + 1.0) * self._log_var.sum()
 
 
 def poisson_binomial(p: Tensor) -> Tensor:
