@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench-layers clean
+.PHONY: setup run test lint wheel bench-layers clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,8 +33,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ranksearch tests
 
+# The wheel (dashboard assets and shipped search spaces inside, as package data); the test suite
+# builds and installs one too (tests/test_packaging.py).
+wheel: $(STAMP)
+	$(BIN)/pip wheel --no-deps --no-build-isolation -w dist .
+
 bench-layers: $(STAMP)
 	$(BIN)/python -m ranksearch.bench.layers
 
 clean:
-	rm -rf $(VENV) .pytest_cache mlruns runs
+	rm -rf $(VENV) .pytest_cache mlruns runs build dist

@@ -19,8 +19,8 @@ _EXPORTS = {
     "build_model": "ranksearch.models",
     "tensorize": "ranksearch.models",
     "SpaceError": "ranksearch.errors",
-    "load_rank_config": "ranksearch.service",
-    "RankConfigFile": "ranksearch.service",
+    "load_rank_config": "ranksearch.rankconfig",
+    "RankConfigFile": "ranksearch.rankconfig",
 }
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 if TYPE_CHECKING:
     from ranksearch.errors import SpaceError
     from ranksearch.models import build_model, tensorize
-    from ranksearch.service import RankConfigFile, load_rank_config
+    from ranksearch.rankconfig import RankConfigFile, load_rank_config
     from ranksearch.space import SearchSpace, compression_ratio, count_flops, count_params, load_space
 
 

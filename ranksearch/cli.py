@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ranksearch.errors import RanksearchError
+from ranksearch.errors import RanksearchError, SettingError
 from ranksearch.interrupts import sigterm_as_interrupt
 
 app = typer.Typer(
@@ -30,7 +29,8 @@ app.add_typer(bench_app, name="bench")
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
-SpaceArg = Annotated[Path, typer.Argument(help="Search-space YAML file (see search_spaces/).")]
+SpaceArg = Annotated[Path, typer.Argument(
+    help="Search-space YAML file, or the name of a shipped space (quickstart_digits, ...).")]
 ConfigArg = Annotated[str, typer.Argument(
     help="Search-space YAML file, or a rank config: a file from `ranksearch best`, s3://BUCKET/KEY, "
          "runs:/RUN_ID/model or models:/NAME@champion.")]
@@ -47,64 +47,32 @@ RanksOpt = Annotated[
 ]
 
 
-def _load(path: Path):
-    from ranksearch.space import load_space
+def _load(path: Path | str, *, check_data: bool = True):
+    """The space, through the same checks `run` makes (`ranksearch.checks.check_space`)."""
+    from ranksearch.checks import check_space
 
-    return load_space(path)
+    return check_space(path, check_data=check_data)
 
 
-def _ranks(space, text: str | None, *, required: bool = False):
-    if text is None:
-        if required:
-            raise RanksearchError("--ranks is required: give one integer per rank element "
-                                  f"({space.n_ranks} of them: {', '.join(e.name for e in space.elements)})")
-        return None
-    return space.resolve_ranks(text)
+def _ranks(space, text: str | None):
+    return None if text is None else space.resolve_ranks(text)
 
 
 @app.command()
-def validate(space_file: SpaceArg) -> None:
-    """Check a search-space file and print a summary."""
-    from ranksearch.strategies.seeding import check_seeds
-
-    space = _load(space_file)
-    check_seeds(space)
+def validate(
+    space_file: SpaceArg,
+    data_check: Annotated[bool, typer.Option(
+        "--data-check/--no-data-check", help="Check that the data folder exists here (skip it for a space "
+        "whose data lives on a cluster's nodes).")] = True,
+) -> None:
+    """Check a search-space file (everything `run` would check) and print a summary."""
+    space = _load(space_file, check_data=data_check)
     summary = space.summary()
-    table = Table(title=f"{space_file}: valid", show_header=False)
+    table = Table(title=f"{space.source}: valid", show_header=False)
     for key, value in summary.items():
         table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
     table.add_row("search size", f"{space.search_size:.3e} rank configurations")
     out.print(table)
-
-
-def inspect_report(space, ranks) -> dict[str, Any]:
-    """Per-layer counts at `ranks` (closed form) and whole-model totals."""
-    from ranksearch.space import count_flops, count_params
-
-    per_layer = space.layer_ranks(ranks)
-    layers = []
-    for lay in space.layers:
-        r = per_layer[lay.name]
-        p = lay.params(r)
-        layers.append({
-            "layer": lay.name, "kind": lay.kind, "format": lay.format,
-            "in_shape": list(lay.in_shape), "out_shape": list(lay.out_shape),
-            "kernel_size": list(lay.kernel_size) if lay.kernel_size else None,
-            "ranks": list(r), "params": p, "dense_params": lay.dense_params,
-            "compression_ratio": lay.dense_params / p, "flops": lay.flops(r),
-            "dense_flops": lay.dense_flops,
-        })
-    total = count_params(space, ranks)
-    return {
-        "space": space.name, "ranks": list(ranks),
-        "total_params": total, "dense_params": space.dense_params,
-        "compression_ratio": space.dense_params / total,
-        "compression_convention": "whole model: every parameter (cores, biases, BN affine, "
-                                  "untouched layers) on both sides",
-        "flops": count_flops(space, ranks), "dense_flops": space.dense_flops,
-        "flops_convention": "forward FLOPs for one sample (2 per multiply-add, torch FlopCounterMode)",
-        "fixed_params": space.fixed_params, "layers": layers,
-    }
 
 
 @app.command()
@@ -114,14 +82,16 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Per-layer table (shapes, ranks, params, compression, FLOPs) and totals."""
-    space = _load(space_file)
+    space = _load(space_file, check_data=False)  # counts only: the data is not read
     vec = _ranks(space, ranks)
     if vec is None:
         vec = space.upper
         if not as_json:
             out.print(f"[dim]no --ranks given: showing the largest ranks allowed; "
                       f"rank elements: {', '.join(e.name for e in space.elements)}[/dim]")
-    report = inspect_report(space, vec)
+    from ranksearch.space import layer_report
+
+    report = layer_report(space, vec)
     if as_json:
         print(json.dumps(report))
         return
@@ -147,7 +117,7 @@ def inspect(
 def train(
     space_file: ConfigArg,
     ranks: RanksOpt = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override the space's epoch budget.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the space's epoch budget.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the space's).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (checkpoint, metrics.json).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: the space's).")] = None,
@@ -162,94 +132,34 @@ def train(
     it is production training: the full budget (final_training, else training), logged to MLflow
     and linked to the search and trial it came from.
     """
-    from ranksearch.service import is_rank_config_ref
+    from ranksearch import production
+    from ranksearch.rankconfig import is_rank_config_ref
 
     if is_rank_config_ref(space_file):
-        _train_rank_config(space_file, ranks=ranks, epochs=epochs, seed=seed, out_dir=out_dir,
-                           device=device, tracking_uri=tracking_uri, dense=dense)
-        return
-    space = _load(Path(space_file))
-    vec = _ranks(space, ranks, required=True)
-    if device not in (None, "auto", "cpu", "cuda"):
-        raise RanksearchError(f"--device must be auto, cpu or cuda (got {device!r})")
-    training = space.config.final_training or space.config.training
-    if epochs is not None:
-        training = training.model_copy(update={"epochs": epochs, "steps": None})
-    if device is not None:
-        training = training.model_copy(update={"device": device})
-    from ranksearch.training import get_splits
-
-    get_splits(space, seed=seed)  # a missing data file fails here, before anything is written
-    start = _dense_start(space, vec, training, dense, seed)
-    out_dir = out_dir or Path("runs") / "train" / f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    outcome = train_and_report(space, vec, training, seed=seed, out_dir=out_dir, start=start)
-    if outcome.status != "ok":
+        if ranks is not None:
+            raise SettingError("ranks", "does not apply to a rank config (it holds its ranks)", value=ranks,
+                               hint="drop it")
+        result = production.train_rank_config(space_file, epochs=epochs, seed=seed, out_dir=out_dir,
+                                               device=device, tracking_uri=tracking_uri, dense=dense,
+                                               console=err)
+        _report_production(result)
+    else:
+        result = production.train_space(space_file, ranks, epochs=epochs, seed=seed, out_dir=out_dir,
+                                        device=device, dense=dense, console=err)
+    if result.outcome.status != "ok":
         raise typer.Exit(1)
 
 
-def _dense_start(space, ranks, training, dense: Path | None, seed: int | None) -> dict:
-    """The model (cores decomposed from `dense`) and distillation teacher a run starts from."""
-    if dense is None:
-        if training.init == "dense" or training.distill > 0:
-            raise RanksearchError(
-                f"the training recipe has init: {training.init}, distill: {training.distill}: pass the "
-                "trained dense weights with --dense PATH (a search keeps them in its experiment folder, "
-                "dense/dense.pt), or set init: scratch and distill: 0")
-        return {}
-    if not dense.is_file():
-        raise RanksearchError(f"--dense {dense}: no such file; give the dense weights a search saved "
-                              "(EXPERIMENT/dense/dense.pt)")
-    import pickle
-
-    import torch
-
-    from ranksearch.models import build_warm
-
-    try:
-        state = torch.load(dense, map_location="cpu", weights_only=True)
-        model, net = build_warm(space, ranks, state, seed=space.seed if seed is None else seed)
-    except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as exc:  # unreadable or mismatched
-        raise RanksearchError(f"--dense {dense}: not dense weights of this space's model "
-                              f"({space.config.model.name}): {str(exc).splitlines()[0]}") from None
-    return {"model": model, "teacher": net if training.distill > 0 else None}
-
-
-def train_and_report(space, ranks, training, *, seed, out_dir: Path, extra: dict | None = None,
-                     start: dict | None = None):
-    """Train with a progress bar, then write metrics.json and print the result."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ranksearch.space import compression_ratio, count_params
-    from ranksearch.training import train_config
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    total = training.epochs or 1
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err, transient=False) as progress:
-        task = progress.add_task(f"training {space.name}", total=total)
-
-        def on_epoch(m: dict) -> None:
-            progress.update(task, completed=m["epoch"], description=(
-                f"epoch {m['epoch']}: loss {m['train_loss']:.4f} val_acc {m['val_accuracy']:.4f}"))
-
-        outcome = train_config(space, ranks, training=training, seed=seed, callback=on_epoch,
-                               checkpoint_dir=out_dir / "checkpoint", evaluate_test=True, **(start or {}))
-    metrics = {
-        "space": space.name, "source": space.source, "ranks": list(ranks),
-        "params": count_params(space, ranks), "dense_params": space.dense_params,
-        "compression_ratio": compression_ratio(space, ranks), **outcome.to_dict(), **(extra or {}),
-    }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    test = outcome.test_accuracy
-    out.print(
-        f"{outcome.status}: val_accuracy {outcome.val_accuracy:.4f}"
-        + (f", test_accuracy {test:.4f} (error {100 * (1 - test):.2f}%)" if test is not None else "")
-        + f", params {metrics['params']:,} ({metrics['compression_ratio']:.2f}x), "
-        f"{outcome.train_seconds:.1f} s; wrote {out_dir / 'metrics.json'}"
-    )
-    if outcome.error:
-        err.print(f"[red]{outcome.error}[/red]")
-    return outcome
+def _report_production(result) -> None:
+    """After production training: how it compares with the search's trial, and its MLflow run."""
+    config = result.config
+    prov = config.provenance
+    searched = config.metrics.get("val_accuracy")
+    if searched is not None:
+        out.print(f"the search measured val_accuracy {searched:.4f} for trial {prov.get('trial_id') or 'config'}; "
+                  f"this run {result.outcome.val_accuracy:.4f}", highlight=False)
+    out.print(f"MLflow run {result.run_id} (tagged with search run {prov.get('search_run_id', '-')}, "
+              f"trial run {prov.get('trial_run_id', '-')})", highlight=False)
 
 
 # -- searches: run, resume, front, best (and production training from a rank config) ------------
@@ -295,14 +205,14 @@ def _search_exit(outcome: Any) -> None:
 def run(
     space_file: SpaceArg,
     strategy: Annotated[str | None, typer.Option(help="Strategy name (default: the space's).")] = None,
-    budget: Annotated[int | None, typer.Option(min=1, help="Number of trials (default: the space's).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: resources.max_concurrent).")] = None,
+    budget: Annotated[int | None, typer.Option(help="Number of trials (default: the space's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: resources.max_concurrent).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the strategy, data split and training (default: the space's).")] = None,
     name: Annotated[str | None, typer.Option(help="Search name (default: SPACE-STRATEGY-TIME).")] = None,
     tracking_uri: TrackingOpt = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray in this process).")] = None,
     storage: StorageOpt = None,
-    retries: Annotated[int, typer.Option(min=0, help="Retries of a failed trial (from its last checkpoint).")] = 1,
+    retries: Annotated[int, typer.Option(help="Retries of a failed trial (from its last checkpoint).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
 ) -> None:
     """Run a search: trials on Ray Tune, every trial and the front in MLflow, the front printed at the end."""
@@ -325,7 +235,7 @@ def resume(
     search: Annotated[str, typer.Argument(help="The search's name (under --storage), folder or s3:// URI.")],
     storage: StorageOpt = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster (default: the one the search used, or in-process).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: as before).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: as before).")] = None,
     tracking_uri: TrackingOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
 ) -> None:
@@ -388,7 +298,7 @@ def best(
     from ranksearch import service
 
     if output is not None and not output.strip():
-        raise RanksearchError("-o/--output is empty; give a path or s3://BUCKET/KEY")
+        raise SettingError("output", "is empty", value=output, hint="give a path or s3://BUCKET/KEY")
     config = service.best(search, pick, tracking_uri=tracking_uri, storage=storage)
     prov = config.provenance
     m = config.metrics
@@ -406,44 +316,7 @@ def best(
                   f"(load it with models:/{register}@champion)", highlight=False)
 
 
-def _train_rank_config(ref: str, *, ranks: str | None, epochs: int | None, seed: int | None,
-                       out_dir: Path | None, device: str | None, tracking_uri: str | None,
-                       dense: Path | None = None) -> None:
-    """`train CONFIG`: production training of a rank config, logged to MLflow."""
-    from ranksearch import service
-
-    if ranks is not None:
-        raise RanksearchError("--ranks does not apply to a rank config (it holds its ranks); drop it")
-    if device not in (None, "auto", "cpu", "cuda"):
-        raise RanksearchError(f"--device must be auto, cpu or cuda (got {device!r})")
-    config = service.load_rank_config(ref, tracking_uri=tracking_uri)
-    training = service.training_for(config, epochs=epochs, device=device)
-    start = _dense_start(config.space, config.ranks, training, dense, seed)
-    prov = config.provenance
-    label = prov.get("trial_id") or "config"
-    out_dir = out_dir or Path("runs") / "train" / f"{config.space.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
-    mlrun = service.ProductionRun(config, tracking_uri=tracking_uri, source=ref)
-    run_id = mlrun.start()
-    extra = {"rank_config": ref, "provenance": prov, "mlflow_run_id": run_id}
-    try:
-        outcome = train_and_report(config.space, config.ranks, training, seed=seed, out_dir=out_dir, extra=extra,
-                                   start=start)
-        metrics = json.loads((out_dir / "metrics.json").read_text())
-        mlrun.finish(outcome, metrics=metrics, out_dir=out_dir)
-    except BaseException:
-        mlrun.fail()
-        raise
-    searched = config.metrics.get("val_accuracy")
-    if searched is not None:
-        out.print(f"the search measured val_accuracy {searched:.4f} for trial {label}; this run "
-                  f"{outcome.val_accuracy:.4f}", highlight=False)
-    out.print(f"MLflow run {run_id} (tagged with search run {prov.get('search_run_id', '-')}, "
-              f"trial run {prov.get('trial_run_id', '-')})", highlight=False)
-    if outcome.status != "ok":
-        raise typer.Exit(1)
-
-
-# -- cluster jobs: submit, and jobs list/status/logs/stop/resume (ranksearch.submit) ---------------
+# -- cluster jobs: submit, and jobs list/status/logs/stop/resume (ranksearch.tune.submit) ---------------
 jobs_app = typer.Typer(no_args_is_help=True, help="Search jobs on a Ray cluster: list, status, logs, stop, resume.")
 app.add_typer(jobs_app, name="jobs")
 
@@ -466,7 +339,7 @@ FollowOpt = Annotated[bool, typer.Option("--follow", "-f", help="Stream the job'
 
 
 def _jobs(address: str | None):
-    from ranksearch.submit import JobsClient
+    from ranksearch.tune.submit import JobsClient
 
     return JobsClient(address)
 
@@ -483,7 +356,7 @@ def _follow_job(jobs, job_id: str) -> None:
 
 
 def _submitted(job, *, follow: bool) -> None:
-    from ranksearch.submit import JobsClient
+    from ranksearch.tune.submit import JobsClient
 
     print(job.job_id)  # stdout holds the id alone, for scripts
     a = job.address
@@ -499,14 +372,14 @@ def submit(
     space_file: SpaceArg,
     address: AddressOpt = None,
     strategy: Annotated[str | None, typer.Option(help="Strategy name (default: the space's).")] = None,
-    budget: Annotated[int | None, typer.Option(min=1, help="Number of trials (default: the space's).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: resources.max_concurrent).")] = None,
+    budget: Annotated[int | None, typer.Option(help="Number of trials (default: the space's).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: resources.max_concurrent).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the space's).")] = None,
     name: Annotated[str | None, typer.Option(help="Search name (default: SPACE-STRATEGY-TIME).")] = None,
     tracking_uri: Annotated[str | None, typer.Option(
         "--tracking-uri", help="MLflow server the cluster reaches (default: $MLFLOW_TRACKING_URI).")] = None,
     storage: JobStorageOpt = None,
-    retries: Annotated[int, typer.Option(min=0, help="Retries of a failed trial (from its last checkpoint).")] = 1,
+    retries: Annotated[int, typer.Option(help="Retries of a failed trial (from its last checkpoint).")] = 1,
     shared_storage: SharedOpt = False,
     working_dir: Annotated[Path | None, typer.Option(
         "--working-dir", help="Folder to upload as the job's working directory (must hold SPACE_FILE).")] = None,
@@ -516,7 +389,7 @@ def submit(
     follow: FollowOpt = False,
 ) -> None:
     """Send a search to a Ray cluster as a job (Jobs API); prints the job id."""
-    from ranksearch.submit import parse_env, submit_search
+    from ranksearch.tune.submit import parse_env, submit_search
 
     job = submit_search(space_file, address=address, storage=storage, tracking_uri=tracking_uri,
                         shared_storage=shared_storage, strategy=strategy, budget=budget, workers=workers,
@@ -531,7 +404,7 @@ def jobs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
 ) -> None:
     """The cluster's jobs, newest first, with the search each one runs."""
-    from ranksearch.submit import job_row
+    from ranksearch.tune.submit import job_row
 
     rows = sorted((job_row(i) for i in _jobs(address).list()), key=lambda r: r["start_time"] or "", reverse=True)
     if as_json:
@@ -553,7 +426,7 @@ def jobs_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """One job: status, message, the search it runs and where its results go."""
-    from ranksearch.submit import job_row, resume_hint
+    from ranksearch.tune.submit import job_row, resume_hint
 
     jobs = _jobs(address)
     row = job_row(jobs.info(job_id))
@@ -594,7 +467,7 @@ def jobs_stop(
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait.")] = 120.0,
 ) -> None:
     """Stop a job: the search stops its trials, saves its state and can be resumed."""
-    from ranksearch.submit import job_row, resume_hint
+    from ranksearch.tune.submit import job_row, resume_hint
 
     jobs = _jobs(address)
     stopped = jobs.stop(job_id)
@@ -617,7 +490,7 @@ def jobs_resume(
     storage: JobStorageOpt = None,
     tracking_uri: Annotated[str | None, typer.Option(
         "--tracking-uri", help="MLflow server (default: the one the search used).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Trials at once (default: as before).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Trials at once (default: as before).")] = None,
     shared_storage: SharedOpt = False,
     ship_code: ShipOpt = True,
     pip: PipOpt = None,
@@ -625,7 +498,7 @@ def jobs_resume(
     follow: FollowOpt = False,
 ) -> None:
     """Continue a stopped or interrupted search as a new job; prints the job id."""
-    from ranksearch.submit import parse_env, submit_resume
+    from ranksearch.tune.submit import parse_env, submit_resume
 
     job = submit_resume(search, address=address, storage=storage, tracking_uri=tracking_uri,
                         shared_storage=shared_storage, workers=workers, ship_code=ship_code, pip=pip or (),
@@ -650,7 +523,8 @@ def _register_bench(name: str, help_text: str) -> None:
         module = importlib.import_module(f"ranksearch.bench.{name}")
         raise typer.Exit(module.main(list(ctx.args)) or 0)
 
-    bench_app.command(name, help=help_text,
+    # --help goes to the benchmark's own parser, which lists its real options.
+    bench_app.command(name, help=help_text, add_help_option=False,
                       context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
 
 
@@ -667,14 +541,32 @@ def _register_dashboard() -> None:
 _register_dashboard()
 
 
+#: Library settings whose flag is not `--` + the name with dashes.
+_FLAGS = {"env_vars": "--env", "output": "-o/--output", "search": "search", "space": "SPACE_FILE"}
+
+
+def flag_for(setting: str) -> str:
+    """The command-line spelling of a library setting (`workers` -> `--workers`)."""
+    return _FLAGS.get(setting, "--" + setting.replace("_", "-"))
+
+
+def _print_error(text: str) -> None:
+    from rich.text import Text
+
+    err.print(Text.assemble(("error:", "bold red"), " ", text), highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors print one clear message and exit with status 2."""
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(n) is returned, not raised, here
             sys.exit(code)
+    except SettingError as exc:  # the library names the setting; the user typed its flag
+        _print_error(exc.render(names=flag_for))
+        sys.exit(exc.exit_code)
     except RanksearchError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        _print_error(str(exc))
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -540,9 +540,10 @@ def create_app(tracking_uri: str | None = None, *, poll_interval: float = 3.0, p
     """
     from flask import Flask, Response, request, send_file, send_from_directory
 
+    from ranksearch.resources import dashboard_dir
     from ranksearch.tracking import mask_secrets
 
-    assets = Path(assets_dir) if assets_dir is not None else ASSETS_DIR
+    assets = Path(assets_dir) if assets_dir is not None else dashboard_dir()
     if not (assets / "index.html").is_file():
         raise DashboardError(f"the dashboard's assets are missing: no {assets / 'index.html'}", status=500)
     reader = MlflowReader(tracking_uri, refresh_interval=refresh_interval)

@@ -1,4 +1,4 @@
-"""User-facing search functions and rank-config files.
+"""User-facing search functions: run, resume, locate, front, best, register.
 
     from ranksearch import service
     outcome = service.search("search_spaces/quickstart_digits.yaml", budget=8, workers=2)
@@ -8,79 +8,90 @@
     service.register(config, "digits-tr")          # MLflow registry, alias 'champion'
     model = service.load_rank_config("models:/digits-tr@champion").build_model(weights=True)
 
-Every function validates its input first and raises a `RanksearchError` (the CLI prints it
-and exits 2) before Ray or MLflow start. Searches run through `ranksearch.tune`; reading
-results back goes through `ranksearch.tracking`.
-
-A rank-config file is the hand-over from search to production: the (effective) search space,
-one rank vector and its provenance (search and trial run ids, metrics, the pick rule).
-`load_rank_config` reads one from a local path, `s3://bucket/key`, `runs:/RUN_ID[/path]` or
-`models:/NAME@alias` (or `models:/NAME/VERSION`).
-
-MLflow is reached only through `ranksearch.tracking` (the one module that imports it): the
-service-level pieces at the end of this module (trial weights, the model registry,
-production-training runs, artifact downloads) build the service's own content (rank-config
-text, tags, provenance) and hand it to tracking's generic functions.
+Every function checks its input first (`ranksearch.checks`, the path `ranksearch validate`
+takes) and raises a `RanksearchError` before Ray or MLflow start; errors name settings as
+Python spells them (`workers`), never command-line flags. Searches run through
+`ranksearch.tune`; results are read back through `ranksearch.tracking` (the one module that
+imports MLflow). Rank-config files live in `ranksearch.rankconfig` (re-exported here),
+production training in `ranksearch.production`, cluster jobs in `ranksearch.tune.submit`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ranksearch.errors import RanksearchError
+from ranksearch.errors import RanksearchError, ServiceError, SettingError
+from ranksearch.rankconfig import (
+    MODEL_ARTIFACT_DIR,
+    MODEL_FILE,
+    RANK_CONFIG_FILE,
+    RankConfigFile,
+    finite,
+    is_rank_config_ref,
+    load_rank_config,
+)
 
 if TYPE_CHECKING:
-    import torch.nn as nn
     from rich.console import Console
 
-    from ranksearch.space import SearchSpace, TrainingSpec
+    from ranksearch.space import SearchSpace
     from ranksearch.trial import TrialResult
     from ranksearch.tune.driver import SearchOutcome, SearchSettings
     from ranksearch.tune.state import SearchState
     from ranksearch.tune.storage import Storage
 
+__all__ = [
+    "PreparedSearch", "RankConfigFile", "SearchRef", "ServiceError", "best", "browse_hint",
+    "check_address", "check_search_name", "default_tracking_uri", "find_state", "front", "front_rows",
+    "is_rank_config_ref", "load_rank_config", "locate_search", "prepare_search", "register", "resume",
+    "run_prepared", "search",
+]
+
 log = logging.getLogger(__name__)
 
-RANK_CONFIG_KIND = "ranksearch/rank-config"
-RANK_CONFIG_VERSION = 1
-RANK_CONFIG_FILE = "rank_config.yaml"
-MODEL_FILE = "model.pt"
-MODEL_ARTIFACT_DIR = "model"
-DEFAULT_TRACKING_DIR = "mlruns"  # -> sqlite:///<cwd>/mlruns/mlflow.db, artifacts beside it
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 _ADDRESS = re.compile(r"^(auto|local|ray://[^\s/:]+(:\d+)?|[^\s/:]+:\d+)$")
 _TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
 
 
-class ServiceError(RanksearchError):
-    """Bad input to a service function (the CLI exits 2 with this message)."""
+def check_search_name(name: str, *, setting: str = "name") -> str:
+    """A search name that is safe as a folder, an MLflow run name and a Ray job id part."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise SettingError(setting, "is not a usable search name", value=name,
+                           hint="use letters, digits, '.', '_' and '-' (at most 120, starting with a "
+                                "letter or digit)")
+    return name
 
 
 # -- defaults ---------------------------------------------------------------------------------------
 def default_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The tracking store to use: the given one, $MLFLOW_TRACKING_URI, or ./mlruns (SQLite).
+    """The tracking store to use: the given one, $MLFLOW_TRACKING_URI, or tracking's default.
 
-    Relative paths are made absolute here, so a search resumed from another folder still
-    finds its store. Nothing is created.
+    A given relative path is made absolute here, so a search resumed from another folder still
+    finds its store; the default comes from `tracking.resolve_tracking_uri` (one place).
+    Nothing is created.
     """
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_DIR
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        from ranksearch.tracking import resolve_tracking_uri
+
+        return resolve_tracking_uri(None)
     uri = str(uri)
     if "://" in uri:
         scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
         if scheme not in _TRACKING_SCHEMES:
-            raise ServiceError(f"--tracking-uri {uri!r}: unsupported scheme '{scheme}://'; give an "
-                               "http(s):// server, sqlite:///PATH.db, or a folder")
+            raise SettingError("tracking_uri", f"has an unsupported scheme '{scheme}://'", value=uri,
+                               hint="give an http(s):// server, sqlite:///PATH.db, or a folder")
         return uri
     if uri.startswith("file:"):
         return uri
@@ -132,59 +143,39 @@ def prepare_search(
     retries: int = 1,
     options: Mapping[str, Any] | None = None,
     check_storage: bool = True,
+    check_data: bool = True,
 ) -> PreparedSearch:
     """Validate everything a search needs, with no side effect beyond reading files.
 
-    Command-line overrides are folded into an effective space (strategy, budget, options,
-    seed), so what MLflow records and what `best` hands over is exactly what ran.
+    Overrides are folded into an effective space (strategy, budget, options, seed), so what
+    MLflow records and what `best` hands over is exactly what ran. `check_data=False` skips the
+    local data folder (a cluster job reads its data on the cluster).
     """
-    from ranksearch import strategies
-    from ranksearch.space import SearchSpace, load_space
-    from ranksearch.strategies.seeding import check_seeds
+    from ranksearch.checks import check_space
     from ranksearch.tune.driver import SearchSettings
     from ranksearch.tune.storage import Storage
 
-    base = space if isinstance(space, SearchSpace) else load_space(space)
-    spec = base.config.strategy
-    strategy = strategy or spec.name
-    if strategy not in strategies.available():
-        raise ServiceError(f"unknown strategy '{strategy}'; valid strategies: "
-                           f"{', '.join(strategies.available())}")
-    opts = dict(spec.options) if strategy == spec.name else {}
-    opts.update(options or {})
-    budget = spec.budget if budget is None else int(budget)
-    if budget < 1:
-        raise ServiceError(f"--budget must be at least 1 (got {budget})")
-    seed = base.seed if seed is None else int(seed)
-    resources = base.config.resources
-    workers = resources.max_concurrent if workers is None else int(workers)
-    if workers < 1:
-        raise ServiceError(f"--workers must be at least 1 (got {workers})")
-    if retries < 0:
-        raise ServiceError(f"--retries must be 0 or more (got {retries})")
-    data = base.to_dict()
-    data["seed"] = seed
-    data["strategy"] = {**data.get("strategy", {}), "name": strategy, "budget": budget, "options": opts}
-    effective = SearchSpace.from_dict(data, source=base.source)
-    check_seeds(effective)
-    # Make the strategy once: unknown options and impossible constraints fail here.
-    strategy_opts = dict(opts)
-    if "budget" in strategies.options(strategy):
-        strategy_opts["budget"] = budget
-    strategies.get(strategy, effective, seed=seed, **strategy_opts)
-
+    # The one check path `ranksearch validate` uses: strategy, options, seeds, constraints, data.
+    effective = check_space(space, strategy=strategy, budget=budget, seed=seed, options=options,
+                            check_data=check_data)
+    spec = effective.config.strategy
+    strategy, budget, seed, opts = spec.name, spec.budget, effective.seed, dict(spec.options)
+    resources = effective.config.resources
+    workers = resources.max_concurrent if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SettingError("workers", "must be a whole number, at least 1", value=workers)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise SettingError("retries", "must be 0 or more", value=retries)
     name = name or f"{effective.name}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not _NAME.match(name):
-        raise ServiceError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (at most 120, "
-                           "starting with a letter or digit)")
+    check_search_name(name)
     tracking = default_tracking_uri(tracking_uri)
+    check_address(address)  # before the storage check, which creates the local folder
     store = Storage.parse(storage)
     if check_storage:
         store.check_writable()
         if store.exists(name, "search.json"):
-            raise ServiceError(f"a search named '{name}' already exists in {store.uri}; continue it "
-                               f"with `ranksearch resume {name}` or choose another --name")
-    check_address(address)
+            raise SettingError("name", f"is taken: a search of that name exists in {store.uri}", value=name,
+                               hint=f"continue it with `ranksearch resume {name}`, or choose another name")
     settings = SearchSettings(
         name=name, strategy=strategy, budget=budget, seed=seed, workers=workers,
         storage=store.uri if store.is_local else _storage_spec(store), options=opts,
@@ -199,7 +190,8 @@ def check_address(address: str | None, *, timeout: float = 3.0) -> None:
     if address is None:
         return
     if not _ADDRESS.match(address):
-        raise ServiceError(f"--address {address!r}: give 'auto', 'local', HOST:PORT or ray://HOST:PORT")
+        raise SettingError("address", "is not a Ray address", value=address,
+                           hint="give 'auto', 'local', HOST:PORT or ray://HOST:PORT")
     if address in ("auto", "local"):
         return
     import socket
@@ -209,9 +201,9 @@ def check_address(address: str | None, *, timeout: float = 3.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as exc:
-        raise ServiceError(f"--address {address}: nothing answers there ({exc.strerror or exc}); start the "
-                           "Ray head first (`ray start --head`) or leave --address out to run Ray in "
-                           "this process") from None
+        raise SettingError("address", f"does not answer ({exc.strerror or exc})", value=address,
+                           hint="start the Ray head first (`ray start --head`), or leave the address out "
+                                "to run Ray in this process") from None
 
 
 def _storage_spec(store: Storage) -> str:
@@ -273,7 +265,7 @@ def find_state(search: str, *, storage: str | None = None) -> tuple[Storage, Sea
         parent, _, leaf = text.rpartition("/")
         if leaf:
             candidates.append((Storage.parse((parent or "/") + (f"?{query}" if query else "")), leaf))
-    elif _NAME.match(text):
+    elif NAME_PATTERN.match(text):
         candidates.append((Storage.parse(storage), text))
         if Path(text).is_dir():
             candidates.append((Storage.parse(str(Path(text).resolve().parent)), Path(text).name))
@@ -293,7 +285,8 @@ def locate_search(search: str, *, tracking_uri: str | None = None, storage: str 
     from ranksearch.tracking import find_search
 
     if not search or not str(search).strip():
-        raise ServiceError("name a search: its --name, its folder, or its MLflow run id")
+        raise SettingError("search", "is empty", value=search,
+                           hint="name a search: its name, its folder, or its MLflow run id")
     found = find_state(search, storage=storage)
     if found is not None:
         store, state = found
@@ -301,8 +294,36 @@ def locate_search(search: str, *, tracking_uri: str | None = None, storage: str 
         if state.parent_run_id:
             return SearchRef(state.name, state.parent_run_id, uri, state, store)
     uri = default_tracking_uri(tracking_uri)
+    _require_local_store(uri, search, storage)
     parent = find_search(str(search), uri)
     return SearchRef(str(search), parent, uri)
+
+
+def _require_local_store(uri: str, search: str, storage: str | None) -> None:
+    """A search looked up in a local store that does not exist fails here, before MLflow would
+    create an empty store as a side effect of the lookup."""
+    path = missing_local_store(uri)
+    if path is not None:
+        raise SettingError("search", f"not found: no search state under {storage or 'runs/ray'} and no "
+                           f"tracking store at {path}", value=search,
+                           hint="give the search's name with the storage and tracking store it used, its "
+                                "folder, or its MLflow run id")
+
+
+def missing_local_store(uri: str) -> Path | None:
+    """The path of a local tracking store that does not exist (None for servers and existing stores)."""
+    from ranksearch.tracking import resolve_tracking_uri
+
+    if "://" in uri and not uri.startswith(("sqlite:///", "file:")):
+        return None
+    resolved = resolve_tracking_uri(uri)
+    if resolved.startswith("sqlite:///"):
+        path = Path(resolved.removeprefix("sqlite:///"))
+    elif resolved.startswith("file:"):
+        path = Path(resolved.removeprefix("file://").removeprefix("file:"))
+    else:
+        return None
+    return None if path.exists() else path
 
 
 # -- resume ---------------------------------------------------------------------------------------
@@ -333,8 +354,8 @@ def resume(
         raise ServiceError(f"search '{state.name}' already finished its budget "
                            f"({len(state.order)} trials); nothing to resume")
     check_address(address)
-    if workers is not None and workers < 1:
-        raise ServiceError(f"--workers must be at least 1 (got {workers})")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise SettingError("workers", "must be a whole number, at least 1", value=workers)
     space = SearchSpace.from_dict(state.space, source=f"{store.display(state.name)}/search.json")
     settings = SearchSettings.from_dict(state.settings)
     settings = replace(settings, storage=store.uri if store.is_local else _storage_spec(store),
@@ -369,7 +390,7 @@ def best(search: str, pick: str, *, tracking_uri: str | None = None,
     row = rows[index]
     return RankConfigFile(
         space=space, ranks=tuple(int(r) for r in row["ranks"]),
-        metrics={k: float(v) for k, v in row["metrics"].items() if _finite(v)},
+        metrics={k: float(v) for k, v in row["metrics"].items() if finite(v)},
         provenance={
             "search": ref.name, "search_run_id": ref.parent_run_id, "trial_id": row["trial_id"],
             "trial_run_id": row["run_id"], "tracking_uri": ref.tracking_uri, "pick": str(rule),
@@ -384,258 +405,23 @@ def _search_space(ref: SearchRef) -> SearchSpace:
 
     if ref.state is not None:
         return SearchSpace.from_dict(ref.state.space)
-    text = _download_text(ref.tracking_uri, ref.parent_run_id, "space.yaml")
+    from ranksearch.tracking import download_text
+
+    text = download_text(ref.tracking_uri, ref.parent_run_id, "space.yaml")
     if text is None:
         raise ServiceError(f"search run {ref.parent_run_id} has no space.yaml artifact; it was not "
                            "made by ranksearch run")
     return SearchSpace.from_dict(yaml.safe_load(text), source=f"runs:/{ref.parent_run_id}/space.yaml")
 
 
-def _finite(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-# -- rank-config files ------------------------------------------------------------------------------
-@dataclass
-class RankConfigFile:
-    """A search space, one rank vector and where it came from: the hand-over to production.
-
-    `build_model()` builds the model; with `weights=True` it also loads the trial's trained
-    weights (from the folder the config was loaded from, or the `model_uri` in provenance).
-    """
-
-    space: SearchSpace
-    ranks: tuple[int, ...]
-    metrics: dict[str, float] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    source: str | None = None
-    weights_path: str | None = None  # a local model.pt next to the config, when there is one
-
-    def __post_init__(self) -> None:
-        self.ranks = self.space.check_ranks(self.ranks)
-
-    @property
-    def training(self) -> TrainingSpec:
-        """The production recipe: `final_training`, else the search's per-trial `training`."""
-        cfg = self.space.config
-        return cfg.final_training or cfg.training
-
-    def to_dict(self) -> dict[str, Any]:
-        import ranksearch
-
-        return {
-            "kind": RANK_CONFIG_KIND, "version": RANK_CONFIG_VERSION,
-            "ranks": list(self.ranks),
-            "elements": [e.name for e in self.space.elements],
-            "metrics": dict(self.metrics),
-            "provenance": {**self.provenance, "ranksearch_version": ranksearch.__version__},
-            "space": self.space.to_dict(),
-        }
-
-    def to_yaml(self) -> str:
-        return yaml.dump(self.to_dict(), Dumper=_ConfigDumper, sort_keys=False, default_flow_style=False,
-                         width=100)
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str | None = None) -> RankConfigFile:
-        from ranksearch.space import SearchSpace
-
-        where = source or "<rank config>"
-        if not isinstance(data, dict) or data.get("kind") != RANK_CONFIG_KIND:
-            raise ServiceError(f"{where} is not a rank-config file (expected 'kind: {RANK_CONFIG_KIND}'; "
-                               "make one with `ranksearch best`)")
-        if data.get("version") != RANK_CONFIG_VERSION:
-            raise ServiceError(f"{where} has version {data.get('version')!r}; this ranksearch reads "
-                               f"version {RANK_CONFIG_VERSION}")
-        for key in ("space", "ranks"):
-            if key not in data:
-                raise ServiceError(f"{where}: field '{key}' is missing")
-        space = SearchSpace.from_dict(data["space"], source=where)
-        return cls(space=space, ranks=tuple(data["ranks"]), metrics=dict(data.get("metrics") or {}),
-                   provenance=dict(data.get("provenance") or {}), source=source)
-
-    def save(self, dest: str | os.PathLike[str]) -> str:
-        """Write to a local path or `s3://bucket/key`; returns where it went."""
-        return write_text(str(dest), self.to_yaml())
-
-    def build_model(self, *, weights: bool = False, dense: nn.Module | None = None,
-                    from_dense: bool = False) -> nn.Module:
-        from ranksearch.models import build_model
-
-        model = build_model(self.space, self.ranks, dense=dense, from_dense=from_dense)
-        if weights:
-            import torch
-
-            path = self.fetch_weights()
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model
-
-    def fetch_weights(self) -> str:
-        """A local path of the trial's trained weights (downloaded from MLflow when needed)."""
-        if self.weights_path and Path(self.weights_path).is_file():
-            return self.weights_path
-        uri = self.provenance.get("model_uri")
-        if not uri:
-            raise ServiceError(f"{self.source or 'this rank config'} has no weights: no model.pt "
-                               "beside it and no provenance.model_uri")
-        folder = _download_uri(uri, self.provenance.get("tracking_uri"))
-        path = Path(folder) / MODEL_FILE
-        if not path.is_file():
-            raise ServiceError(f"{uri} holds no {MODEL_FILE}")
-        self.weights_path = str(path)
-        return self.weights_path
-
-
-class _ConfigDumper(yaml.SafeDumper):
-    """Block mappings, but lists of scalars on one line (`ranks: [8, 14, 8, ...]`)."""
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
-    flow = all(isinstance(x, (int, float, str, bool)) or x is None for x in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_ConfigDumper.add_representer(list, _represent_list)
-_ConfigDumper.add_representer(tuple, _represent_list)
-
-
-def load_rank_config(uri: str | os.PathLike[str], *, tracking_uri: str | None = None) -> RankConfigFile:
-    """Read a rank config from a path, `s3://...`, `runs:/RUN_ID[/path]` or `models:/NAME@alias`."""
-    text = str(uri)
-    if text.startswith(("runs:/", "models:/")):
-        local = _download_uri(text, tracking_uri)
-        p = Path(local)
-        if p.is_dir():
-            if not (p / RANK_CONFIG_FILE).is_file() and (p / MODEL_ARTIFACT_DIR / RANK_CONFIG_FILE).is_file():
-                p = p / MODEL_ARTIFACT_DIR
-            p = p / RANK_CONFIG_FILE
-        if not p.is_file():
-            raise ServiceError(f"{text} holds no {RANK_CONFIG_FILE}; point at a trial's "
-                               f"'{MODEL_ARTIFACT_DIR}' folder or a registered model")
-        cfg = RankConfigFile.from_dict(yaml.safe_load(p.read_text()), source=text)
-        weights = p.parent / MODEL_FILE
-        if weights.is_file():
-            cfg.weights_path = str(weights)
-        return cfg
-    if text.startswith("s3://"):
-        return RankConfigFile.from_dict(yaml.safe_load(read_text(text)), source=text)
-    path = Path(text)
-    if path.is_dir() and (path / RANK_CONFIG_FILE).is_file():
-        path = path / RANK_CONFIG_FILE
-    if not path.is_file():
-        raise ServiceError(f"rank config {text!r} not found; give a file written by `ranksearch best`, "
-                           "an s3:// URI, runs:/RUN_ID/model or models:/NAME@champion")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ServiceError(f"{text}: malformed YAML: {exc}") from None
-    cfg = RankConfigFile.from_dict(data, source=text)
-    weights = path.parent / MODEL_FILE
-    if weights.is_file():
-        cfg.weights_path = str(weights)
-    return cfg
-
-
-def is_rank_config_ref(text: str) -> bool:
-    """True when `text` names a rank config rather than a search-space file."""
-    if text.startswith(("runs:/", "models:/", "s3://")):
-        return True
-    path = Path(text)
-    if path.is_dir():
-        return (path / RANK_CONFIG_FILE).is_file()
-    if not path.is_file():
-        return False
-    try:
-        with path.open() as f:
-            head = f.read(4096)
-    except OSError:
-        return False
-    return bool(re.search(rf"^kind:\s*['\"]?{re.escape(RANK_CONFIG_KIND)}", head, re.MULTILINE))
-
-
-# -- S3 and local text I/O --------------------------------------------------------------------------
-def _s3_client() -> Any:
-    import boto3
-
-    endpoint = (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-                or os.environ.get("MLFLOW_S3_ENDPOINT_URL"))
-    return boto3.client("s3", endpoint_url=endpoint or None)
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    rest = uri[len("s3://"):]
-    bucket, _, key = rest.partition("/")
-    if not bucket or not key:
-        raise ServiceError(f"{uri!r}: write s3://BUCKET/KEY")
-    return bucket, key
-
-
-def write_text(dest: str, text: str) -> str:
-    """Write text to a local file or `s3://bucket/key` (boto3; endpoint from $AWS_ENDPOINT_URL
-    or $MLFLOW_S3_ENDPOINT_URL)."""
-    if dest.startswith("s3://"):
-        bucket, key = _split_s3(dest)
-        try:
-            _s3_client().put_object(Bucket=bucket, Key=key, Body=text.encode())
-        except Exception as exc:
-            raise ServiceError(f"cannot write {dest}: {exc}") from None
-        return dest
-    path = Path(dest)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return str(path)
-
-
-def read_text(src: str) -> str:
-    if src.startswith("s3://"):
-        bucket, key = _split_s3(src)
-        try:
-            body = _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        except Exception as exc:
-            raise ServiceError(f"cannot read {src}: {exc}") from None
-        return body.decode()
-    return Path(src).read_text()
-
-
-# -- production training ------------------------------------------------------------------------------
-def training_for(config: RankConfigFile, *, epochs: int | None = None, device: str | None = None) -> TrainingSpec:
-    """The production recipe for a config, with the command line's overrides."""
-    training = config.training
-    if epochs is not None:
-        training = training.model_copy(update={"epochs": epochs, "steps": None})
-    if device is not None:
-        training = training.model_copy(update={"device": device})
-    return training
-
-
 # -- MLflow through `ranksearch.tracking`: artifacts, the model registry, production runs ----------
-def _download_text(tracking_uri: str, run_id: str, path: str) -> str | None:
-    from ranksearch.tracking import download_text
-
-    return download_text(tracking_uri, run_id, path)
-
-
-def _download_uri(uri: str, tracking_uri: str | None) -> str:
-    """Download a runs:/ or models:/ URI to a fresh local folder (or file) and return it."""
-    from ranksearch.tracking import TrackingError, download_artifact_uri
-
-    try:
-        return download_artifact_uri(uri, default_tracking_uri(tracking_uri), model_dir=MODEL_ARTIFACT_DIR)
-    except TrackingError as exc:
-        raise ServiceError(str(exc)) from None
-
-
 def register(config: RankConfigFile, name: str, *, alias: str = "champion",
              tracking_uri: str | None = None) -> str:
     """Register the config's trial weights as a new version of model `name`, tag it with the
     config, and move `alias` to it. Returns the version."""
     from ranksearch.tracking import artifact_names, register_model
 
-    if not _NAME.match(name):
-        raise ServiceError(f"--register {name!r}: use letters, digits, '.', '_' and '-'")
+    check_search_name(name, setting="register")
     run_id = config.provenance.get("trial_run_id")
     if not run_id:
         raise ServiceError("this rank config names no trial run (provenance.trial_run_id); "
@@ -692,7 +478,7 @@ class _MlflowModelSink:
         def with_config(rid: str) -> dict[str, bytes]:
             config = RankConfigFile(
                 space=self.space, ranks=result.ranks,
-                metrics={k: float(v) for k, v in result.metrics.items() if _finite(v)},
+                metrics={k: float(v) for k, v in result.metrics.items() if finite(v)},
                 provenance={"search": self.state.name, "search_run_id": self.state.parent_run_id,
                             "trial_id": trial_id, "trial_run_id": rid, "tracking_uri": self.tracking_uri,
                             "model_uri": f"runs:/{rid}/{MODEL_ARTIFACT_DIR}", "experiment": self.space.name},
@@ -703,90 +489,6 @@ class _MlflowModelSink:
 
     def close(self, timeout: float) -> None:
         self._uploader.close(timeout)
-
-
-class ProductionRun:
-    """The MLflow run of a production training (`ranksearch train CONFIG`), linked to its search."""
-
-    def __init__(self, config: RankConfigFile, *, tracking_uri: str | None = None,
-                 run_name: str | None = None, source: str | None = None) -> None:
-        from ranksearch.tracking import TrainingRun
-
-        self.config = config
-        prov = config.provenance
-        self.tracking_uri = default_tracking_uri(tracking_uri or prov.get("tracking_uri"))
-        self.run_name = run_name or f"train-{prov.get('trial_id') or config.space.name}"
-        self.source = source or config.source
-        self._run = TrainingRun(self.tracking_uri)
-
-    @property
-    def client(self) -> Any:
-        """The MLflow client, once `start()` made it."""
-        return self._run.client
-
-    @property
-    def run_id(self) -> str | None:
-        return self._run.run_id
-
-    def start(self) -> str:
-        experiment = str(self.config.provenance.get("experiment") or self.config.space.name)
-        prov = self.config.provenance
-        tags = {"ranksearch.kind": "train", "ranksearch.space": self.config.space.name,
-                "ranksearch.source": str(self.source or "")}
-        for key in ("search", "search_run_id", "trial_id", "trial_run_id", "pick"):
-            if prov.get(key):
-                tags[f"ranksearch.{key}"] = str(prov[key])
-        names = [e.name for e in self.config.space.elements]
-        params = {n.replace("/", "_"): str(r) for n, r in zip(names, self.config.ranks, strict=True)}
-        params["ranks"] = json.dumps(list(self.config.ranks))
-        params["epochs"] = str(self.config.training.epochs)
-        return self._run.start(experiment, run_name=self.run_name, tags=tags, params=params)
-
-    def finish(self, outcome: Any, *, metrics: Mapping[str, Any], out_dir: Path) -> None:
-        """Per-epoch history, final metrics, and the weights + config + metrics.json as artifacts."""
-        assert self.client is not None and self.run_id is not None
-        rows = []
-        for h in outcome.history:
-            for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-                if _finite(h.get(k)):
-                    rows.append((k, float(h[k]), int(h["epoch"])))
-        for k, v in metrics.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v):
-                rows.append((f"final_{k}" if k in ("val_accuracy",) else k, float(v), 0))
-        self._run.log_metrics(rows)
-        files = {RANK_CONFIG_FILE: self.config.to_yaml().encode()}
-        weights = _best_weights(out_dir)
-        if weights is not None:
-            files[MODEL_FILE] = weights
-        if (out_dir / "metrics.json").is_file():
-            files["metrics.json"] = (out_dir / "metrics.json").read_bytes()
-        self._run.log_files(files, MODEL_ARTIFACT_DIR)
-        self._run.terminate("FINISHED" if outcome.status == "ok" else "FAILED")
-
-    def fail(self) -> None:
-        if self.client is not None and self.run_id is not None:
-            try:
-                self._run.terminate("FAILED")
-            except Exception:  # noqa: BLE001 - already failing; keep the original error
-                log.warning("could not mark MLflow run %s failed", self.run_id)
-
-
-def _best_weights(out_dir: Path) -> bytes | None:
-    """The best epoch's weights from the trainer checkpoint in `out_dir/checkpoint`."""
-    import io
-
-    import torch
-
-    from ranksearch.training import CHECKPOINT_NAME
-
-    ckpt = out_dir / "checkpoint" / CHECKPOINT_NAME
-    if not ckpt.is_file():
-        return None
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    weights = state.get("best_state") or state.get("model")
-    buf = io.BytesIO()
-    torch.save(weights, buf)
-    return buf.getvalue()
 
 
 def front_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -421,6 +421,7 @@ class SearchTracker:
         artifact_interval: float = 15.0,
         start_timeout: float = 30.0,
         train_size: int | None = None,
+        archive: Any = None,  # the driver's FrontArchive (interim: this tracker keeps its own front)
     ) -> None:
         self.space = space
         #: N_train_full (see `ranksearch.training.full_train_size`): the unit of epoch_equivalents.
@@ -682,7 +683,7 @@ class SearchTracker:
             self._last_step[trial_id] = max(step, self._last_step.get(trial_id, step))
             self._enqueue_batch(ref, metrics=_metrics(metrics, ts, step))
 
-    def trial_finished(self, trial_id: str, result: TrialResult) -> None:
+    def trial_finished(self, trial_id: str, result: TrialResult, update: Any = None) -> None:
         """Record a trial's outcome, end its run, and update the front of the search.
 
         A second completion of the same trial is ignored (the first one stands).
@@ -848,6 +849,11 @@ class SearchTracker:
             self._overhead += int(samples)
             self._enqueue_batch(self._parent, metrics=[("warm_start_samples", float(self._overhead),
                                                         _now_ms(), 0)])
+
+    def logged_trials(self) -> set[str]:
+        """Trials whose child run this tracker finished (or found finished on reopening)."""
+        with self._lock:
+            return set(self._results)
 
     @property
     def results(self) -> dict[str, TrialResult]:

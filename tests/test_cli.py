@@ -114,12 +114,12 @@ def test_train_from_dense_weights(tmp_path, capsys):
     torch.save(net.state_dict(), weights)
 
     code, _, err = run_cli(["train", str(spec), "--ranks", "4"], capsys)
-    assert code == 2 and "--dense PATH" in err and "init: dense" in err
+    assert code == 2 and "--dense is required" in err and "init: dense" in err
     code, _, err = run_cli(["train", str(spec), "--ranks", "4", "--dense", str(tmp_path / "nope.pt")], capsys)
-    assert code == 2 and "no such file" in err
+    assert code == 2 and "--dense is not a file" in err and "nope.pt" in err
     torch.save({"bogus": torch.zeros(1)}, tmp_path / "bad.pt")
     code, _, err = run_cli(["train", str(spec), "--ranks", "4", "--dense", str(tmp_path / "bad.pt")], capsys)
-    assert code == 2 and "not dense weights" in err
+    assert code == 2 and "--dense holds no dense weights" in err
 
     out = tmp_path / "run"
     main(["train", str(spec), "--ranks", "4", "--dense", str(weights), "--out", str(out)])  # no exit: success
@@ -138,3 +138,25 @@ def test_train_from_dense_weights(tmp_path, capsys):
                         training=space.config.training.model_copy(update={"init": "scratch", "distill": 0.0}),
                         measure_latency=False)
     assert cold.history[0]["train_loss"] != pytest.approx(metrics["history"][0]["train_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("bench", ["layers", "strategies", "pstrn", "service"])
+def test_bench_help_lists_the_benchmarks_own_options(bench, capsys):
+    from ranksearch.cli import _BENCHES
+
+    assert bench in _BENCHES
+    code, out, _err = run_cli(["bench", bench, "--help"], capsys)
+    assert code == 0
+    options = {w.rstrip(",") for w in out.split() if w.startswith("--") and w.rstrip(",") != "--help"}
+    assert out.startswith("usage:") and options, out  # the benchmark's parser, not typer's bare --help
+
+
+def test_validate_can_leave_the_data_folder_to_the_cluster(tmp_path, capsys):
+    data = yaml.safe_load((SPACES / "pstrn_lenet5_fashion.yaml").read_text())
+    data["data"]["path"] = "/mnt/cluster-only/fashion"
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, _out, err = run_cli(["validate", str(path)], capsys)
+    assert code == 2 and "data.path" in err and "/mnt/cluster-only/fashion" in err
+    main(["validate", str(path), "--no-data-check"])  # returns: no exit status to raise
+    assert "valid" in capsys.readouterr().out

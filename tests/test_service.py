@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ranksearch import service
-from ranksearch.errors import RanksearchError
+from ranksearch.errors import RanksearchError, SettingError
 from ranksearch.service import RankConfigFile, ServiceError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +66,14 @@ def test_bad_input_exits_2_before_ray_or_mlflow_start(tmp_path):
     cases = {
         "file not found": ["run", "missing.yaml"],
         "malformed YAML": ["run", "broken.yaml"],
-        "unknown strategy 'nope'": ["run", space, "--strategy", "nope"],
+        "--strategy is not a registered strategy (got 'nope')": ["run", space, "--strategy", "nope"],
         "--budget": ["run", space, "--budget", "0"],
         "--workers": ["run", space, "--workers", "0"],
         "--name": ["run", space, "--name", "bad name!"],
         "--address": ["run", space, "--address", "not an address"],
         "unsupported scheme": ["run", space, "--storage", "gs://bucket/x"],
         "--tracking-uri": ["run", space, "--tracking-uri", "ftp://host/x"],
-        "already exists": ["run", space, "--name", "taken"],
+        "--name is taken": ["run", space, "--name", "taken"],
         "no search state": ["resume", "nosuch"],
         "must start with": ["best", "nosuch", "--pick", "maximize val_accuracy"],
         "version 99": ["train", "old.yaml"],
@@ -111,12 +111,15 @@ def test_prepare_search_folds_overrides_into_the_space(tmp_path):
 def test_default_tracking_uri(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert service.default_tracking_uri() == str(tmp_path / "mlruns")
+    from ranksearch.tracking import resolve_tracking_uri
+
+    assert service.default_tracking_uri() == resolve_tracking_uri(None)  # one default, in tracking
     assert service.default_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///x.db")
     assert service.default_tracking_uri() == "sqlite:///x.db"
-    with pytest.raises(ServiceError, match="unsupported scheme"):
+    with pytest.raises(SettingError, match="tracking_uri has an unsupported scheme") as exc:
         service.default_tracking_uri("gopher://x")
+    assert exc.value.setting == "tracking_uri" and "--" not in str(exc.value)
     assert not (tmp_path / "mlruns").exists()
 
 

@@ -205,3 +205,41 @@ def test_budget_must_be_given(tmp_path):
     del data["training"]["epochs"]
     with pytest.raises(SpaceError, match="training.*epochs' or 'steps'"):
         load_space(_write(tmp_path, data))
+
+
+def test_check_space_is_the_one_edge_and_names_settings_not_flags(tmp_path):
+    """What `run` would reject, `check_space` (behind validate) rejects; Python callers see
+    setting names, never command-line flags."""
+    import yaml as _yaml
+
+    from ranksearch.checks import check_space
+    from ranksearch.errors import SettingError
+
+    quick = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart_digits.yaml"
+    with pytest.raises(SettingError) as exc:
+        check_space(quick, strategy="nope")
+    assert exc.value.setting == "strategy" and "--" not in str(exc.value) and "'nope'" in str(exc.value)
+    data = _yaml.safe_load(quick.read_text())
+    data["constraints"] = {"max_params": 1000}
+    path = tmp_path / "tight.yaml"
+    path.write_text(_yaml.safe_dump(data))
+    with pytest.raises(SpaceError) as exc:
+        check_space(path)
+    smallest = count_params(load_space(quick), load_space(quick).lower)
+    assert exc.value.field == "constraints.max_params" and exc.value.value == 1000
+    assert f"{smallest:,}" in str(exc.value) and smallest > 1000
+    data["constraints"] = {"max_params": smallest}  # exactly the smallest configuration: feasible
+    path.write_text(_yaml.safe_dump(data))
+    assert check_space(path).config.constraints.max_params == smallest
+
+
+def test_duplicate_keys_name_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: a\nseed: 1\nname: b\n")
+    with pytest.raises(SpaceError, match=r"key 'name' is given twice \(lines 1 and 3\)"):
+        load_space(path)
+    merged = tmp_path / "merge.yaml"  # a YAML merge key may be overridden: that is not a repeat
+    merged.write_text("base: &b {x: 1}\nother:\n  <<: *b\n  x: 2\n")
+    from ranksearch.space import read_yaml
+
+    assert read_yaml(merged)["other"] == {"x": 2}

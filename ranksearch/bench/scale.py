@@ -1,22 +1,27 @@
 """Driver scale: what one search driver costs per trial, and how many trials a second it sustains.
 
     python -m ranksearch.bench.scale                          # 1,000 instant trials, 50 at once
+    python -m ranksearch.bench.scale --trials 10000 --concurrent 8 --part end_to_end,bare
     python -m ranksearch.bench.scale --tracking-uri http://127.0.0.1:5000 --json scale.json
 
 Trials here do no work: a fake trainable reports `--epochs` epochs and a final result at once
 (no checkpoints), so everything measured is the driver's: Ray Tune's controller, the
-Searcher adapter with its strategy, tracking, and the search-state file. Two parts:
+Searcher adapter with its strategy, tracking, and the search's record. Three parts:
 
 1. components, no Ray: the calls the driver makes per trial, timed alone over `--trials` trials:
    the adapter (`suggest` + completion, strategy ask/tell included), tracking (queueing the
    child run, epochs and result, then delivering them to the store: calls per trial, trials
-   delivered per second by the tracking thread), and saving `search.json` (its cost grows with
-   the number of trials it holds, and it is written twice per trial).
+   delivered per second by the tracking thread), and appending to the search's record (one
+   append per proposal and per result: it must cost the same at trial 10,000 as at trial 1).
 2. end to end: a real search (`ranksearch.tune.driver.run_search`) on in-process Ray with
    `--concurrent` logical CPUs, one fake trial per CPU at a time, actors reused: trials per
    second in steady state (after the first 2 x concurrent), driver CPU per trial split by
    thread (Tune's loop with the adapter and ranksearch's handlers; the tracking thread; Ray's
-   own threads), and the proposal-to-recorded latency.
+   own threads), the driver's CPU per trial over the first and the last 1,000 trials (flat,
+   not growing with the search), and the proposal-to-recorded latency.
+3. bare Ray Tune: the same instant trials, concurrency and actor reuse, with a trivial searcher
+   (random ranks), no tracking, no record, no scheduler: the ceiling ranksearch's driver is
+   compared with, in the same run on the same machine.
 
 The tracking store defaults to a fresh local SQLite file; pass an MLflow server to see the
 cost of real HTTP writes (the server's own CPU is not counted: it runs elsewhere).
@@ -42,13 +47,16 @@ _SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart_dig
 
 # -- the fake trial (runs in Ray workers: keep this module's imports light) ------------------------------
 def instant_trial(config: dict[str, Any], *, space_json: str = "{}", **_: Any) -> None:
-    """Stands in for `train_trial`: same reports, no training, no checkpoints."""
+    """Stands in for `train_trial`: same reports (closed-form costs counted in the worker, as
+    there), no training, no checkpoints."""
     from ray import tune
 
-    from ranksearch.tune.trainable import FINAL_KEY
+    from ranksearch.tune.searcher import reported_costs
+    from ranksearch.tune.trainable import FINAL_KEY, space_from_json
 
     started = time.time()
     acc = _fake_accuracy(config["ranks"])
+    costs = reported_costs(space_from_json(space_json), tuple(int(r) for r in config["ranks"]))
     epochs = int((json.loads(space_json).get("training") or {}).get("epochs") or 0)
     for e in range(1, epochs + 1):
         tune.report({"epoch": e, "train_loss": 1.0 / e, "val_accuracy": acc * e / epochs,
@@ -56,7 +64,8 @@ def instant_trial(config: dict[str, Any], *, space_json: str = "{}", **_: Any) -
     tune.report({FINAL_KEY: True, "rs_status": "ok", "rs_error": "", "val_accuracy": acc,
                  "final_val_accuracy": acc, "epochs_done": epochs, "best_epoch": epochs, "samples_seen": 0,
                  "train_seconds": 0.0, "rs_trial_seconds": time.time() - started, "rs_started_at": started,
-                 "rs_ended_at": time.time(), "latency_ms": math.nan, "params_measured": 0, "rs_resumed_from": ""})
+                 "rs_ended_at": time.time(), "latency_ms": math.nan, "params_measured": 0, "rs_resumed_from": "",
+                 **costs})
 
 
 def _fake_accuracy(ranks: Any) -> float:
@@ -81,7 +90,7 @@ def _space(trials: int, concurrent: int, strategy: str, epochs: int = 2) -> Any:
 def components(trials: int, epochs: int, strategy: str, tracking_uri: str, workdir: Path,
                which: tuple[str, ...] = ("adapter", "tracking", "state")) -> dict[str, Any]:
     from ranksearch import strategies
-    from ranksearch.tune.searcher import StrategySearcher
+    from ranksearch.tune.searcher import StrategySearcher, reported_costs
     from ranksearch.tune.trainable import FINAL_KEY
 
     space = _space(trials, 50, strategy)
@@ -97,7 +106,8 @@ def components(trials: int, epochs: int, strategy: str, tracking_uri: str, workd
         if not isinstance(cfg, dict):
             break
         report = {FINAL_KEY: True, "rs_status": "ok", "val_accuracy": _fake_accuracy(cfg["ranks"]),
-                  "final_val_accuracy": 0.5, "epochs_done": epochs, "train_seconds": 0.0, "latency_ms": math.nan}
+                  "final_val_accuracy": 0.5, "epochs_done": epochs, "train_seconds": 0.0, "latency_ms": math.nan,
+                  **reported_costs(space, tuple(cfg["ranks"]))}  # counted by the trial, as train_trial does
         searcher.on_trial_complete(f"tune{i}", report)
         results.append((cfg["trial_id"], cfg["ranks"], report))
     adapter_s = time.perf_counter() - t0
@@ -107,7 +117,7 @@ def components(trials: int, epochs: int, strategy: str, tracking_uri: str, workd
     if "tracking" in which:
         out["tracking"] = _tracking(space, results, epochs, strategy, trials, tracking_uri)
     if "state" in which:
-        out["state_file"] = _state_saves(space, results, strategy, workdir)
+        out["record"] = _record_appends(space, results, strategy, workdir)
     return out
 
 
@@ -137,29 +147,32 @@ def _tracking(space: Any, results: list, epochs: int, strategy: str, trials: int
             "ops": tracker.stats["ops"]}
 
 
-def _state_saves(space: Any, results: list, strategy: str, workdir: Path) -> dict[str, Any]:
-    """search.json: its size and save cost grow with the trials it holds."""
+def _record_appends(space: Any, results: list, strategy: str, workdir: Path) -> dict[str, Any]:
+    """The search's record: what the driver appends per trial (a proposal, an attempt and a
+    result), timed over the first and the last 100 trials (equal: O(1) per trial)."""
     from ranksearch.tune.searcher import result_from_report
-    from ranksearch.tune.state import SearchState, TrialRecord
+    from ranksearch.tune.state import SearchState
     from ranksearch.tune.storage import Storage
 
-    storage = Storage.parse(str(workdir / "state"))
+    storage = Storage.parse(str(workdir / "record"))
     state = SearchState(name="bench", space=space.to_dict(), settings={"strategy": strategy})
-    marks = sorted({m for m in (100, 1000, len(results)) if m <= len(results)})
-    saves: dict[str, Any] = {}
+    state.open_log(storage)
+    state.save(storage)
+    per_trial: list[float] = []
     for i, (tid, ranks, report) in enumerate(results, start=1):
-        rec = TrialRecord(tid, list(ranks), {}, status="ok", attempts=[{"tune_id": f"tune{i}", "dir": f"{tid}_x"}],
-                          result=result_from_report(space, tuple(ranks), report).to_dict(), proposed_at=time.time())
-        state.trials[tid] = rec
-        state.order.append(tid)
-        if i in marks:
-            t0 = time.perf_counter()
-            reps = 5
-            for _ in range(reps):
-                state.save(storage)
-            saves[str(i)] = {"seconds_per_save": (time.perf_counter() - t0) / reps,
-                             "bytes": Path(storage.path("bench", "search.json")).stat().st_size}
-    return saves
+        t0 = time.perf_counter()
+        state.record({"e": "proposed", "id": tid, "ranks": list(ranks), "info": {}, "at": time.time(),
+                      "next_index": i + 1},
+                     {"e": "attempt", "id": tid, "tune_id": f"tune{i}", "dir": f"{tid}_tune{i}"})
+        state.record({"e": "finished", "id": tid, "at": time.time(),
+                      "result": result_from_report(space, tuple(ranks), report).to_dict()})
+        per_trial.append(time.perf_counter() - t0)
+    state.close_log()
+    k = min(100, len(per_trial))
+    size = Path(storage.path("bench", "record.jsonl")).stat().st_size
+    return {"trials": len(per_trial), "bytes": size,
+            "first_seconds_per_trial": statistics.mean(per_trial[:k]) if k else 0.0,
+            "last_seconds_per_trial": statistics.mean(per_trial[-k:]) if k else 0.0}
 
 
 # -- part 2: end to end ---------------------------------------------------------------------------------
@@ -193,6 +206,7 @@ class _LoopProfile:
         ("ranksearch.tune.searcher", "StrategySearcher", "suggest", "adapter_and_strategy"),
         ("ranksearch.tune.searcher", "StrategySearcher", "on_trial_complete", "adapter_and_strategy"),
         ("ranksearch.tune.searcher", "StrategySearcher", "fail", "adapter_and_strategy"),
+        ("ranksearch.tune.state", "SearchState", "record", "state_file"),
         ("ranksearch.tune.state", "SearchState", "save", "state_file"),
         ("ranksearch.tracking", "SearchTracker", "trial_started", "tracking_queue"),
         ("ranksearch.tracking", "SearchTracker", "trial_epoch", "tracking_queue"),
@@ -273,12 +287,23 @@ def end_to_end(trials: int, concurrent: int, epochs: int, strategy: str, trackin
     watcher = threading.Thread(target=watch, name="bench-watch", daemon=True)
     watcher.start()
     profile = _LoopProfile()
+    marks: list[tuple[float, float]] = []  # (wall, process CPU) as each trial is recorded
+    import ranksearch.tune.driver as driver_module
+
+    on_told = driver_module._Session.on_told
+
+    def marked(self: Any, *args: Any, **kwargs: Any) -> None:
+        on_told(self, *args, **kwargs)
+        marks.append((time.perf_counter(), time.process_time()))
+
+    driver_module._Session.on_told = marked
     try:
         t0 = time.perf_counter()
         with profile:
             outcome = run_search(space, settings, show_progress=not quiet)
         wall = time.perf_counter() - t0
     finally:
+        driver_module._Session.on_told = on_told
         trainable_module.train_trial = original
         stop.set()
         watcher.join()
@@ -320,12 +345,94 @@ def end_to_end(trials: int, concurrent: int, epochs: int, strategy: str, trackin
         "tune_loop_cpu_per_trial": loop,
         "ranksearch_handler_seconds_per_trial": (sum(handler) / len(handler)) if handler else None,
         "adapter_seconds_per_trial": (searcher.get("suggest_s", 0.0) + searcher.get("tell_s", 0.0)) / max(1, n),
-        "state_saves": outcome.stats.get("state_saves"),
-        "state_save_seconds_per_trial": (outcome.stats.get("state_save_seconds") or 0.0) / max(1, n),
+        "record_appends": outcome.stats.get("record_appends"),
+        "record_seconds_per_trial": (outcome.stats.get("record_seconds") or 0.0) / max(1, n),
+        "windows": windows(marks),
         "latency_median_seconds": statistics.median(lat) if lat else None,
         "latency_p95_seconds": sorted(lat)[int(0.95 * (len(lat) - 1))] if lat else None,
         "tracker": outcome.stats.get("tracker"),
     }
+
+
+def windows(marks: list[tuple[float, float]], size: int = 1000) -> dict[str, Any]:
+    """Process CPU and trials per second over the first and the last `size` recorded trials
+    (the first window starts at the first trial, so start-up is left out of both)."""
+    n = len(marks)
+    if n < 3:
+        return {}
+    w = max(1, min(size, (n - 1) // 2))
+
+    def window(a: int, b: int) -> dict[str, float]:
+        (t_a, c_a), (t_b, c_b) = marks[a], marks[b]
+        k = b - a
+        return {"trials": k, "cpu_seconds_per_trial": (c_b - c_a) / k,
+                "trials_per_second": k / (t_b - t_a) if t_b > t_a else math.nan}
+
+    first, last = window(0, w), window(n - 1 - w, n - 1)
+    return {"size": w, "first": first, "last": last,
+            "cpu_ratio_last_to_first": last["cpu_seconds_per_trial"] / first["cpu_seconds_per_trial"]
+            if first["cpu_seconds_per_trial"] > 0 else math.nan}
+
+
+def bare_tune(trials: int, concurrent: int, epochs: int, workdir: Path) -> dict[str, Any]:
+    """The same instant trials through Ray Tune alone: a trivial searcher (random ranks), no
+    tracking, no record, no scheduler, the same Tune settings (actor reuse, no per-trial logger
+    files, one CPU per trial). The ceiling the ranksearch driver is measured against."""
+    import ray
+    from ray import tune
+    from ray.tune.search import Searcher
+
+    from ranksearch.tune.driver import _TUNE_ENV, _env, _quiet_loggers
+
+    space = _space(trials, concurrent, "random", epochs)
+    values = [list(e.values) for e in space.elements]
+
+    class RandomRanks(Searcher):
+        def __init__(self) -> None:
+            super().__init__(metric="val_accuracy", mode="max")
+            self.rng = __import__("random").Random(0)
+            self.count = 0
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if self.count >= trials:
+                return Searcher.FINISHED
+            self.count += 1
+            return {"trial_id": f"t{self.count:05d}", "ranks": [self.rng.choice(v) for v in values],
+                    "resume_from": None}
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            pass
+
+    marks: list[tuple[float, float]] = []
+
+    class Marks(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            marks.append((time.perf_counter(), time.process_time()))
+
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(num_cpus=concurrent, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(concurrent)}), _quiet_loggers():
+            trainable = tune.with_resources(
+                tune.with_parameters(instant_trial, space_json=json.dumps(space.to_dict())), {"cpu": 1.0})
+            tuner = tune.Tuner(
+                trainable, param_space={},
+                tune_config=tune.TuneConfig(search_alg=RandomRanks(), num_samples=-1,
+                                            max_concurrent_trials=concurrent, reuse_actors=True),
+                run_config=tune.RunConfig(name="bench-bare", storage_path=str(workdir / "bare"), verbose=0,
+                                          callbacks=[Marks()],
+                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+            )
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            tuner.fit()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        if started_ray:
+            ray.shutdown()
+    n = len(marks)
+    return {"trials": n, "fit_seconds": wall, "trials_per_second_overall": n / wall if wall else math.nan,
+            "driver_cpu_seconds_per_trial": cpu / max(1, n), "windows": windows(marks)}
 
 
 # -- report ---------------------------------------------------------------------------------------------
@@ -346,9 +453,11 @@ def report(r: dict[str, Any]) -> str:
                 f"  tracking: delivered, trials/s          {t['trials_per_second_delivered']:9.1f}"
                 f"   ({1000 / t['trials_per_second_delivered']:.2f} ms per trial on the tracking thread)",
             ]
-        for k, s in c.get("state_file", {}).items():
-            lines.append(f"  search.json at {int(k):>6,} trials: {s['bytes'] / 1e6:6.2f} MB, "
-                         f"{1000 * s['seconds_per_save']:7.2f} ms per save (2 saves per trial)")
+        rec = c.get("record")
+        if rec:
+            lines.append(f"  record appends, per trial              {1000 * rec['first_seconds_per_trial']:9.3f} ms"
+                         f" over the first 100, {1000 * rec['last_seconds_per_trial']:.3f} ms over the last 100"
+                         f" ({rec['trials']:,} trials, {rec['bytes'] / 1e6:.2f} MB)")
         lines.append("")
     if e:
         g = e["driver_cpu_by_thread_per_trial"]
@@ -361,7 +470,7 @@ def report(r: dict[str, Any]) -> str:
             f"  driver CPU per trial                   {1000 * e['driver_cpu_seconds_per_trial']:9.2f} ms",
             f"    Tune loop thread                     {1000 * g['tune_loop']:9.2f} ms",
             f"      Tune itself                        {1000 * e['tune_loop_cpu_per_trial'].get('tune_itself', 0):9.2f} ms",
-            f"      search.json saves                  {1000 * e['tune_loop_cpu_per_trial'].get('state_file', 0):9.2f} ms",
+            f"      record appends                     {1000 * e['tune_loop_cpu_per_trial'].get('state_file', 0):9.2f} ms",
             f"      adapter + strategy                 {1000 * e['tune_loop_cpu_per_trial'].get('adapter_and_strategy', 0):9.2f} ms",
             f"      tracking (queueing, front)         {1000 * e['tune_loop_cpu_per_trial'].get('tracking_queue', 0):9.2f} ms",
             f"    tracking thread (MLflow client)      {1000 * g['tracking']:9.2f} ms",
@@ -369,7 +478,31 @@ def report(r: dict[str, Any]) -> str:
             f"  proposal to recorded, median / p95     {e['latency_median_seconds']:9.3f} s / "
             f"{e['latency_p95_seconds']:.3f} s",
         ]
+        lines += _window_lines(e.get("windows") or {})
+    b = r.get("bare")
+    if b:
+        lines += ["", f"bare Ray Tune (trivial searcher, no tracking, no record): {b['trials']} trials",
+                  f"  trials per second, whole fit           {b['trials_per_second_overall']:9.1f}",
+                  f"  driver CPU per trial                   {1000 * b['driver_cpu_seconds_per_trial']:9.2f} ms"]
+        lines += _window_lines(b.get("windows") or {})
+    if e and b:
+        lines += ["", "side by side (ranksearch / bare Ray Tune)",
+                  f"  throughput, whole fit                  {e['trials_per_second_overall'] / b['trials_per_second_overall']:9.2f}"]
+        we, wb = e.get("windows") or {}, b.get("windows") or {}
+        if we and wb:
+            lines.append(f"  throughput, last {we['size']:,} trials            "
+                         f"{we['last']['trials_per_second'] / wb['last']['trials_per_second']:9.2f}")
     return "\n".join(lines)
+
+
+def _window_lines(w: dict[str, Any]) -> list[str]:
+    if not w:
+        return []
+    f, last = w["first"], w["last"]
+    return [f"  first {w['size']:,} trials: {1000 * f['cpu_seconds_per_trial']:7.2f} ms CPU/trial, "
+            f"{f['trials_per_second']:.1f} trials/s; last {w['size']:,}: "
+            f"{1000 * last['cpu_seconds_per_trial']:7.2f} ms, {last['trials_per_second']:.1f} trials/s "
+            f"(CPU last/first {w['cpu_ratio_last_to_first']:.2f})"]
 
 
 def run(trials: int = 1000, concurrent: int = 50, epochs: int = 2, strategy: str = "random",
@@ -387,6 +520,8 @@ def run(trials: int = 1000, concurrent: int = 50, epochs: int = 2, strategy: str
                                            work, which)
         if "end_to_end" in parts:
             out["end_to_end"] = end_to_end(trials, concurrent, epochs, strategy, uri, work, quiet)
+        if "bare" in parts:
+            out["bare"] = bare_tune(trials, concurrent, epochs, work)
         return out
 
 
@@ -397,14 +532,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epoch reports per trial")
     parser.add_argument("--strategy", default="random")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: a temporary SQLite file)")
-    parser.add_argument("--part", choices=("all", "components", "adapter", "end_to_end"), default="all",
-                        help="adapter: the strategy and adapter alone (compare strategies)")
+    parser.add_argument("--part", default="all",
+                        help="comma-separated: components, adapter (the strategy and adapter alone, to "
+                             "compare strategies), end_to_end, bare (Ray Tune alone); all = all but adapter")
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
     parser.add_argument("--progress", action="store_true", help="show the search's progress display")
     args = parser.parse_args(argv)
     if args.trials < 1 or args.concurrent < 1 or args.epochs < 0:
         parser.error("--trials and --concurrent must be >= 1, --epochs >= 0")
-    parts = ("components", "end_to_end") if args.part == "all" else (args.part,)
+    parts = ("components", "end_to_end", "bare") if args.part == "all" else tuple(args.part.split(","))
+    unknown = set(parts) - {"components", "adapter", "end_to_end", "bare"}
+    if unknown:
+        parser.error(f"--part {args.part!r}: unknown part(s) {', '.join(sorted(unknown))}; "
+                     "use components, adapter, end_to_end, bare or all")
     result = run(args.trials, args.concurrent, args.epochs, args.strategy, args.tracking_uri, parts=parts,
                  quiet=not args.progress)
     print(report(result))

@@ -180,6 +180,16 @@ class Strategy:
         """The strategy's bookkeeping for a proposed configuration (e.g. generation, phase)."""
         return dict(self._info.get(tuple(int(r) for r in ranks), {}))
 
+    def log_since(self, start: int) -> list[dict[str, Any]]:
+        """The ask/tell log from position `start` on: what a search's append-only record keeps,
+        so `load_state_dict({**header, "events": log})` replays it (header = `state_dict()`
+        taken before the first ask)."""
+        return [dict(e) for e in self._events[start:]]
+
+    @property
+    def log_length(self) -> int:
+        return len(self._events)
+
     @property
     def pending(self) -> int:
         """Number of asked configurations whose result has not been told yet."""

@@ -7,6 +7,7 @@
 - `driver.run_search`: run or resume a search (tracking in the driver, progress display);
 - `storage.Storage` / `state.SearchState`: the experiment directory (local or S3) and the
   `search.json` that `resume` reads.
+- `submit`: searches as Ray jobs on a cluster (Jobs API): submit, list, logs, stop, resume.
 
 Nothing here is imported by `import ranksearch`; Ray itself is imported only when a search
 runs.

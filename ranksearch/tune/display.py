@@ -28,6 +28,7 @@ class Counters:
     running: int = 0
     failed: int = 0
     retried: int = 0
+    tell_errors: int = 0  # results the strategy raised on (recorded; the search goes on)
     front_size: int = 0
     hypervolume: float = 0.0
     best_accuracy: float = math.nan
@@ -35,7 +36,8 @@ class Counters:
 
     def line(self) -> str:
         best = f"{self.best_accuracy:.4f}" if math.isfinite(self.best_accuracy) else "-"
-        return (f"done {self.done}/{self.total}  running {self.running}  failed {self.failed}  "
+        errors = f"strategy errors {self.tell_errors}  " if self.tell_errors else ""
+        return (f"done {self.done}/{self.total}  running {self.running}  failed {self.failed}  {errors}"
                 f"front {self.front_size}  hv {self.hypervolume:.4f}  best acc {best}  "
                 f"{_elapsed(time.monotonic() - self.started)}")
 

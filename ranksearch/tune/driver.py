@@ -1,11 +1,16 @@
 """Run (or resume) one search on Ray Tune: the driver side.
 
-The driver owns everything stateful: the strategy (through the Searcher adapter), the MLflow
-tracker (through a Tune callback: trials never track), the search's `search.json` and the
-progress display. Trials run the function trainable in `trainable.py`.
+The driver owns everything stateful: the strategy (through the Searcher adapter), the search's
+durable record (`state.py`: a header plus an append-only event log, O(1) per trial), the front
+archive (`ranksearch.archive`), the MLflow copy (through a Tune callback: trials never track)
+and the progress display. Trials run the function trainable in `trainable.py`.
+
+Data flows one way: Tune -> adapter -> record -> strategy, archive -> tracking and display.
+A resumed driver rebuilds the strategy, the archive and the MLflow copy from the record alone;
+MLflow is written, never read back to decide what a strategy is told.
 
 Start-up order: the tracking store first (a search must not start against a store it cannot
-reach), then the state file, then Ray (in-process unless an address is given), then Tune.
+reach), then the record, then Ray (in-process unless an address is given), then Tune.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ranksearch.tune.trainable import MODEL_FILE
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ranksearch.archive import FrontArchive
     from ranksearch.space import SearchSpace
     from ranksearch.tracking import SearchTracker
     from ranksearch.tune.searcher import StrategySearcher
@@ -121,47 +127,58 @@ def _trial_dirname(trial: Any) -> str:
 
 # -- the session --------------------------------------------------------------------------------------
 class _Session:
-    """Driver-side bookkeeping shared by the Searcher adapter (as its listener) and the callback."""
+    """Driver-side bookkeeping shared by the Searcher adapter (as its listener) and the callback.
+
+    Every change of the search's state goes through `state.record(...)` first (the durable
+    record), then to the archive, tracking and the display.
+    """
 
     def __init__(self, space: SearchSpace, settings: SearchSettings, storage: Storage,
-                 state: SearchState, tracker: SearchTracker, display: SearchDisplay,
-                 model_sink: ModelSink | None) -> None:
+                 state: SearchState, tracker: SearchTracker, archive: FrontArchive,
+                 display: SearchDisplay, model_sink: ModelSink | None) -> None:
         self.space = space
         self.settings = settings
         self.storage = storage
         self.state = state
         self.tracker = tracker
+        self.archive = archive
         self.display = display
         self.model_sink = model_sink
         self.searcher: StrategySearcher | None = None
-        self.scheduler: Any = None  # MO-ASHA (its rungs are saved with the state) or None
+        self.strategy: Any = None
+        self._logged = 0  # how much of the strategy's ask/tell log is in the record
         self.counters = display.counters
         self.lock = threading.Lock()  # model-sink callbacks arrive from another thread
         self.proposed_at: dict[str, float] = {}
         self.told_at: dict[str, float] = {}
         self.cost: dict[str, float] = {}  # seconds spent in our handlers, per trial
         self.fit_started_at: float | None = None
-        self.save_s = 0.0
-        self.saves = 0
+        self.record_s = 0.0
+        self.records = 0
         self.errors = 0
 
-    # -- persistence --------------------------------------------------------------------------------
-    def save(self) -> None:
+    # -- the record ---------------------------------------------------------------------------------
+    def follow(self, strategy: Any) -> None:
+        """Record `strategy`'s ask/tell log from its current length on (a resumed strategy has
+        replayed the recorded part already)."""
+        self.strategy = strategy
+        self._logged = strategy.log_length
+
+    def record(self, *events: dict[str, Any]) -> None:
+        """Append events to the record, preceded by the strategy's new ask/tell entries."""
         t0 = time.perf_counter()
         with self.lock:
-            if self.searcher is not None:
-                self.state.strategy_state = self.searcher.strategy.state_dict()
-                self.state.next_index = self.searcher.next_index
-            ledger = getattr(self.scheduler, "ledger", None)
-            if ledger is not None:
-                self.state.scheduler_state = ledger.state_dict()
+            batch = list(events)
+            if self.strategy is not None and self.strategy.log_length > self._logged:
+                batch.insert(0, {"e": "strategy", "events": self.strategy.log_since(self._logged)})
+                self._logged = self.strategy.log_length
             try:
-                self.state.save(self.storage)
-            except Exception as exc:  # storage hiccup: the next save carries everything again
+                self.state.record(*batch)
+            except Exception as exc:  # storage hiccup: the in-memory state is already updated
                 self.errors += 1
-                log.warning("could not write the search state: %s", exc)
-        self.save_s += time.perf_counter() - t0
-        self.saves += 1
+                log.warning("could not append to the search's record: %s", exc)
+        self.record_s += time.perf_counter() - t0
+        self.records += 1
 
     def _charge(self, trial_id: str | None, t0: float) -> None:
         if trial_id:
@@ -172,14 +189,14 @@ class _Session:
                     resume_from: str | None) -> None:
         t0 = time.perf_counter()
         self.proposed_at[trial_id] = t0
-        with self.lock:
-            rec = self.state.trials.get(trial_id)
-            if rec is None:
-                rec = self.state.trials[trial_id] = TrialRecord(trial_id, list(ranks), dict(info),
-                                                                proposed_at=time.time())
-            rec.status = "running"
-            rec.attempts.append({"tune_id": tune_id, "dir": trial_dirname(trial_id, tune_id)})
-        self.save()
+        events: list[dict[str, Any]] = []
+        if trial_id not in self.state.trials:
+            events.append({"e": "proposed", "id": trial_id, "ranks": list(ranks), "info": dict(info),
+                           "at": time.time(),
+                           "next_index": self.searcher.next_index if self.searcher else self.state.next_index})
+        events.append({"e": "attempt", "id": trial_id, "tune_id": tune_id,
+                       "dir": trial_dirname(trial_id, tune_id)})
+        self.record(*events)
         self.tracker.trial_started(trial_id, ranks, info)
         self.counters.running = self.searcher.live if self.searcher else self.counters.running + 1
         self.display.refresh()
@@ -187,21 +204,27 @@ class _Session:
 
     def on_told(self, trial_id: str, tune_id: str, result: TrialResult) -> None:
         t0 = time.perf_counter()
-        with self.lock:
-            rec = self.state.trials.get(trial_id)
-            if rec is None:  # cannot happen through the adapter; keep the record whole anyway
-                rec = self.state.trials[trial_id] = TrialRecord(trial_id, list(result.ranks))
-            rec.status = result.status
-            rec.result = result.to_dict()
-            rec.finished_at = time.time()
-            if trial_id not in self.state.order:
-                self.state.order.append(trial_id)
-        self.save()
-        self.tracker.trial_finished(trial_id, result)
+        self.record({"e": "finished", "id": trial_id, "result": result.to_dict(), "at": time.time()})
+        update = self.archive.insert(trial_id, result)
+        self.tracker.trial_finished(trial_id, result, update)
         self._count(result)
         self.display.event(_trial_line(trial_id, result))
         self.told_at[trial_id] = time.perf_counter()
         self._charge(trial_id, t0)
+
+    def on_tell_error(self, trial_id: str, error: BaseException) -> None:
+        """The strategy raised while told a result: recorded, counted, shown; the search goes on
+        (the trial itself is recorded and tracked as usual)."""
+        text = f"{type(error).__name__}: {error}"
+        log.error("strategy '%s' failed while told trial %s: %s", self.settings.strategy, trial_id, text,
+                  exc_info=error)
+        self.record({"e": "tell_error", "id": trial_id, "error": text[:2000]})
+        self.counters.tell_errors = len(self.state.tell_errors)
+        self.display.event(f"{trial_id}: the strategy failed to take its result ({text[:200]})")
+
+    def on_rung(self, milestone: int, trial_id: str, vector: list[float]) -> None:
+        """MO-ASHA recorded a trial at a rung: a resumed driver must not judge it again."""
+        self.record({"e": "rung", "m": str(milestone), "id": trial_id, "v": list(vector)})
 
     def _count(self, result: TrialResult) -> None:
         c = self.counters
@@ -209,8 +232,8 @@ class _Session:
         c.running = self.searcher.live if self.searcher else max(0, c.running - 1)
         if result.status == "failed":
             c.failed += 1
-        c.hypervolume = self.tracker.hypervolume
-        c.front_size = len(self.tracker.front())
+        c.hypervolume = self.archive.hypervolume
+        c.front_size = len(self.archive.front_ids())
         acc = result.metrics.get("val_accuracy", math.nan)
         if result.ok and math.isfinite(acc) and not (acc <= c.best_accuracy):
             c.best_accuracy = acc
@@ -255,8 +278,7 @@ class _Session:
         trial_id = rec.trial_id
 
         def done() -> None:
-            with self.lock:
-                rec.info["model_logged"] = True
+            self.record({"e": "model", "id": trial_id})
 
         self.model_sink.submit(trial_id, {MODEL_FILE: data}, result,
                                lambda: self.tracker.run_id(trial_id), done)
@@ -494,7 +516,7 @@ def run_search(
     console: Console | None = None,
     show_progress: bool = True,
 ) -> SearchOutcome:
-    """Run a new search (state None) or continue one from its `search.json` state."""
+    """Run a new search (state None) or continue one from its record (`SearchState.load`)."""
     t_start = time.perf_counter()
     storage = Storage.parse(settings.storage)
     resuming = state is not None
@@ -510,9 +532,14 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
          resuming: bool, t_start: float, model_sink_factory: Any, console: Console | None,
          show_progress: bool) -> SearchOutcome:
     from ranksearch import strategies
+    from ranksearch.archive import FrontArchive
     from ranksearch.tracking import SearchTracker
 
-    # 1. tracking: the parent run (created, or reopened with its finished trials).
+    # 1. the front archive, rebuilt from the recorded results; then tracking (the parent run,
+    #    created or reopened) writing the archive's snapshots.
+    archive = FrontArchive.for_space(space)
+    updates = {rec.trial_id: archive.insert(rec.trial_id, rec.trial_result() or _lost(rec))
+               for rec in state.finished_trials}
     tracker = SearchTracker(
         space, tracking_uri=settings.tracking_uri, experiment=settings.experiment,
         run_name=settings.name, parent_run_id=state.parent_run_id or None,
@@ -520,16 +547,14 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
                 "options": dict(settings.options), "workers": settings.workers,
                 "max_failures": settings.max_failures},
         tags={"ranksearch.search_name": settings.name, "ranksearch.storage": storage.display(settings.name)},
-        train_size=_train_size(space),
+        train_size=_train_size(space), archive=archive,
     )
     parent_run_id = tracker.start()
     state.parent_run_id = parent_run_id
     state.settings.update(settings.to_dict(), tracking_uri=tracker.tracking_uri)
-    state.status = "running"
-    state.sessions.append({"started_at": time.time(), "resume": resuming})
 
-    # 2. the strategy, fresh or replayed from its state_dict.
-    if state.strategy_state:
+    # 2. the strategy, fresh or replayed from the record.
+    if state.strategy_header is not None:
         strategy = strategies.from_state(space, state.strategy_state)
     else:
         opts = dict(settings.options)
@@ -541,9 +566,11 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
     display = SearchDisplay(f"search {settings.name} ({settings.strategy}, {settings.workers} workers)",
                             counters, console=console, enabled=show_progress)
     sink = model_sink_factory(tracker, state) if model_sink_factory is not None else None
-    session = _Session(space, settings, storage, state, tracker, display, sink)
-    requeue = _reconcile(session, strategy) if resuming else []
-    session.save()
+    session = _Session(space, settings, storage, state, tracker, archive, display, sink)
+    state.open_log(storage)
+    session.record({"e": "session", "at": time.time(), "resume": resuming})
+    state.save(storage)  # the header exists from here on: `resume` can find the search
+    requeue = _reconcile(session, updates) if resuming else []
 
     status = "failed"
     searcher = None
@@ -551,11 +578,15 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
     t_fit0 = t_fit1 = time.perf_counter()
     try:
         with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(settings.workers)}):
-            dense_path = _warm_start(space, settings, storage, tracker, display)
+            dense_path = _warm_start(space, settings, storage, session)
             _seed(space, strategy, storage, dense_path, display)
+            if state.strategy_header is None:  # made (and seeded) now, before its first ask
+                state.strategy_header = {k: v for k, v in strategy.state_dict().items() if k != "events"}
+            session.follow(strategy)
             started_ray = ensure_ray(settings.address)
             tuner, searcher = _make_tuner(space, settings, storage, session, strategy, requeue, dense_path)
             session.searcher = searcher
+            state.save(storage)  # the header: strategy and scheduler as made, parent run id
             session.resubmit_missing_models()
             from ranksearch.interrupts import sigterm_as_interrupt
 
@@ -575,9 +606,10 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
         t_fit1 = max(t_fit1, t_fit0)
         if sink is not None:
             sink.close(timeout=tracker.retry_for)
-        state.status = status
-        state.sessions[-1].update(ended_at=time.time(), status=status)
-        session.save()
+        session.record({"e": "status", "status": status, "at": time.time()})
+        state.close_log()
+        with contextlib.suppress(Exception):
+            state.save(storage)
         tracker.finish({"finished": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"))
     if started_ray:  # a runtime someone else started (tests, notebooks, a cluster job) stays up
         import ray
@@ -590,12 +622,16 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
         location=storage.display(settings.name), n_trials=len(state.order),
         n_ok=sum(1 for r in state.finished_trials if r.status == "ok"),
         n_failed=sum(1 for r in state.finished_trials if r.status == "failed"),
-        hypervolume=tracker.hypervolume, front=tracker.front(),
+        hypervolume=archive.hypervolume, front=tracker.front(),
         seconds={"startup": t_fit0 - t_start, "fit": t_fit1 - t_fit0, "total": t_end - t_start},
         trials=session.trial_table(),
         stats=_stats(session, searcher, tracker),
         cost={**tracker.search_cost(), "n_train_full": tracker.train_size},
     )
+
+
+def _lost(rec: TrialRecord) -> TrialResult:
+    return TrialResult(ranks=tuple(rec.ranks), status="failed", error="its result was not recorded")
 
 
 def _train_size(space: SearchSpace) -> int | None:
@@ -613,41 +649,34 @@ def _train_size(space: SearchSpace) -> int | None:
 def _stats(session: _Session, searcher: Any, tracker: SearchTracker) -> dict[str, Any]:
     costs = list(session.cost.values())
     out: dict[str, Any] = {
-        "state_saves": session.saves, "state_save_seconds": session.save_s,
+        "record_appends": session.records, "record_seconds": session.record_s,
         "fit_started_at": session.fit_started_at,
         "handler_seconds_median": statistics.median(costs) if costs else None,
         "tracker": dict(tracker.stats), "callback_errors": session.errors,
+        "tell_errors": len(session.state.tell_errors),
     }
     if searcher is not None:
         out["searcher"] = dict(searcher.stats)
     return out
 
 
-def _reconcile(session: _Session, strategy: Any) -> list[Requeued]:
-    """Resume: make MLflow, the state file and the strategy agree, and list trials to re-run.
+def _reconcile(session: _Session, updates: dict[str, Any]) -> list[Requeued]:
+    """Resume: bring the MLflow copy up to the record, and list the trials to re-run.
 
-    - a trial finished in the state but not in MLflow (the old driver died before its queued
-      writes left) is logged again: exactly one finished child run per trial;
-    - a trial finished in MLflow but not in the state (state write lost) is taken as finished;
+    - a trial finished in the record but not in MLflow (the old driver died before its queued
+      writes left) is logged again from the record: exactly one finished child run per trial;
     - a trial proposed but unfinished is re-run from its newest checkpoint.
+    The record alone decides; MLflow is only asked which of its writes already landed.
     """
     state, tracker = session.state, session.tracker
-    logged = tracker.results
+    logged = tracker.logged_trials()
     for rec in state.finished_trials:
+        result = rec.trial_result() or _lost(rec)
         if rec.trial_id not in logged:
-            result = rec.trial_result()
-            if result is not None:
-                tracker.trial_finished(rec.trial_id, result)
-    for trial_id, result in logged.items():
-        rec = state.trials.get(trial_id)
-        if rec is not None and not rec.finished:
-            rec.status, rec.result, rec.finished_at = result.status, result.to_dict(), time.time()
-            state.order.append(trial_id)
-            with contextlib.suppress(Exception):
-                strategy.tell(trial_id, result)
-    for rec in state.finished_trials:
-        session._count(rec.trial_result() or TrialResult(ranks=tuple(rec.ranks), status="failed"))
+            tracker.trial_finished(rec.trial_id, result, updates[rec.trial_id])
+        session._count(result)
     session.counters.running = 0
+    session.counters.tell_errors = len(state.tell_errors)
     requeue = []
     for rec in sorted(state.unfinished_trials, key=lambda r: r.trial_id):
         resume_from = None
@@ -659,19 +688,22 @@ def _reconcile(session: _Session, strategy: Any) -> list[Requeued]:
     return requeue
 
 
-def _warm_start(space: SearchSpace, settings: SearchSettings, storage: Storage, tracker: SearchTracker,
-                display: SearchDisplay) -> str | None:
+def _warm_start(space: SearchSpace, settings: SearchSettings, storage: Storage,
+                session: _Session) -> str | None:
     """`training.init: dense`: the dense weights every trial starts from (trained here once and
-    cached in the experiment folder); None for training from scratch."""
+    cached in the experiment folder); None for training from scratch. Training them is charged
+    to the search's cost once (the record says whether it was)."""
     training = space.config.training
     if training.init != "dense" and training.distill == 0:
         return None
     from ranksearch.tune.warmstart import ensure_dense
 
     dense = ensure_dense(space, storage, settings.name)
-    tracker.add_overhead_samples(dense.samples_seen)
+    if not dense.reused:
+        session.record({"e": "overhead", "samples": int(dense.samples_seen)})
+    session.tracker.add_overhead_samples(session.state.overhead_samples)
     how = "reused" if dense.reused else f"trained on {dense.samples_seen:,} samples"
-    display.event(f"dense warm start {how}: val_acc {dense.val_accuracy:.4f}")
+    session.display.event(f"dense warm start {how}: val_acc {dense.val_accuracy:.4f}")
     return dense.path
 
 
@@ -706,7 +738,9 @@ def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, 
 
     searcher = StrategySearcher(strategy, max_concurrent=settings.workers,
                                 next_index=session.state.next_index, requeue=requeue, listener=session)
-    scheduler = session.scheduler = make_scheduler(space, session.state.scheduler_state)
+    scheduler = make_scheduler(space, session.state.scheduler_state, on_record=session.on_rung)
+    if scheduler is not None and session.state.scheduler_header is None:
+        session.state.scheduler_header = scheduler.ledger.layout()
     trainable = tune.with_parameters(
         train_trial, space_json=json.dumps(space.to_dict()),
         storage=storage, cpus_per_trial=settings.cpus_per_trial, dense_path=dense_path,

@@ -51,6 +51,8 @@ class SearchListener(Protocol):
 
     def on_told(self, trial_id: str, tune_id: str, result: TrialResult) -> None: ...
 
+    def on_tell_error(self, trial_id: str, error: BaseException) -> None: ...
+
 
 def trial_id_for(index: int) -> str:
     return f"t{index:04d}"
@@ -85,7 +87,8 @@ class StrategySearcher(Searcher):
         self._awaiting_reason: dict[str, float] = {}  # errored tune id -> when
         self._samples: dict[str, int] = {}  # tune id -> training samples reported so far
         self._finished = False
-        self.stats = {"suggest_s": 0.0, "tell_s": 0.0, "suggested": 0, "told": 0, "ignored": 0}
+        self.stats = {"suggest_s": 0.0, "tell_s": 0.0, "suggested": 0, "told": 0, "ignored": 0,
+                      "tell_errors": 0}
         for item in self._requeue:
             self._ranks[item.trial_id] = tuple(item.ranks)
             self._info[item.trial_id] = dict(item.info)
@@ -188,15 +191,26 @@ class StrategySearcher(Searcher):
                 self.fail(tune_id, "the trial raised an exception (no details reached the driver)")
 
     def _tell(self, tune_id: str, rs_id: str, result: TrialResult) -> None:
+        """Tell the strategy, then the driver. A strategy that raises does not stop the search:
+        the error goes to the listener (logged, recorded, counted) and the trial is recorded
+        as usual."""
         t0 = time.perf_counter()
         self._told.add(rs_id)
+        error: Exception | None = None
         try:
             self.strategy.tell(rs_id, result)
+        except Exception as exc:  # noqa: BLE001 - reported to the listener, never swallowed
+            error = exc
+            self.stats["tell_errors"] += 1
         finally:
             self.stats["tell_s"] += time.perf_counter() - t0
         self.stats["told"] += 1
         if self.listener is not None:
             self.listener.on_told(rs_id, tune_id, result)
+            if error is not None:
+                self.listener.on_tell_error(rs_id, error)
+        elif error is not None:
+            log.error("strategy '%s' failed while told trial %s", self.strategy.name, rs_id, exc_info=error)
 
     # -- bookkeeping for the driver ---------------------------------------------------------------
     @property
@@ -269,22 +283,40 @@ def _json_default(obj: Any) -> Any:
 
 
 # -- Tune results -> TrialResult -------------------------------------------------------------------
-def cost_metrics(space: SearchSpace, ranks: tuple[int, ...]) -> dict[str, float]:
+def cost_metrics(space: SearchSpace, ranks: tuple[int, ...], *,
+                 names: tuple[str, ...] = ("params", "compression_ratio", "flops"),
+                 report: dict[str, Any] | None = None) -> dict[str, float]:
     """Objectives known before training, from the closed-form counts (exact, tested elsewhere).
 
-    A counting error is logged and leaves the values out: one trial's bookkeeping must not
-    stop the search.
+    A trial computes them in its worker and reports them (`rs_params`, `rs_flops`): the FLOP
+    count plans a contraction per layer and costs milliseconds, which the driver's loop must not
+    pay per trial. The driver counts only what a report lacks (a failed trial), and only
+    `names`. A counting error is logged and leaves the values out: one trial's bookkeeping must
+    not stop the search.
     """
     from ranksearch.space import count_flops, count_params
 
+    report = report or {}
     out: dict[str, float] = {}
     try:
-        params = count_params(space, ranks)
-        out.update(params=float(params), compression_ratio=space.dense_params / params)
-        out["flops"] = float(count_flops(space, ranks))
+        params = _num(report.get("rs_params"))
+        if not (math.isfinite(params) and params > 0) and {"params", "compression_ratio"} & set(names):
+            params = float(count_params(space, ranks))
+        if math.isfinite(params) and params > 0:
+            out.update(params=params, compression_ratio=space.dense_params / params)
+        if "flops" in names:
+            flops = _num(report.get("rs_flops"))
+            out["flops"] = flops if math.isfinite(flops) else float(count_flops(space, ranks))
     except Exception:
         log.exception("could not count the parameters/FLOPs of ranks %s", list(ranks))
     return out
+
+
+def reported_costs(space: SearchSpace, ranks: tuple[int, ...]) -> dict[str, float]:
+    """What a trial reports of its closed-form costs (computed in the worker)."""
+    from ranksearch.space import count_flops, count_params
+
+    return {"rs_params": float(count_params(space, ranks)), "rs_flops": float(count_flops(space, ranks))}
 
 
 _STATUS = {"ok": "ok", "failed": "failed", "stopped": "pruned"}
@@ -300,7 +332,7 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
     `samples_seen` (the most the adapter saw reported) when the report has none.
     """
     report = dict(report or {})
-    metrics = cost_metrics(space, ranks)
+    metrics = cost_metrics(space, ranks, report=report)
     reported = _num(report.get("samples_seen"))
     metrics["samples_seen"] = float(max(int(reported) if math.isfinite(reported) else 0, int(samples_seen)))
     info = dict(info or {})

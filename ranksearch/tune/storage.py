@@ -51,7 +51,7 @@ class Storage:
         """Validate a storage path or `s3://` URI without touching it (no I/O)."""
         text = str(spec) if spec is not None else DEFAULT_STORAGE
         if not text.strip():
-            raise StorageError("--storage is empty; give a folder or an s3://bucket/prefix URI")
+            raise StorageError("storage is empty; give a folder or an s3://bucket/prefix URI")
         if "://" not in text:
             if text.startswith("file:"):
                 text = text.removeprefix("file:")

@@ -82,8 +82,10 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
         trial_seconds = time.perf_counter() - t0
         final_dir = workdir / "final"
         _write_final(final_dir, state_dir / CHECKPOINT_NAME, outcome)
-        tune.report(final_metrics(outcome, trial_seconds=trial_seconds, started=started,
-                                  resumed_from=resumed_from),
+        from ranksearch.tune.searcher import reported_costs
+
+        tune.report({**final_metrics(outcome, trial_seconds=trial_seconds, started=started,
+                                     resumed_from=resumed_from), **reported_costs(space, ranks)},
                     checkpoint=tune.Checkpoint.from_directory(str(final_dir)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

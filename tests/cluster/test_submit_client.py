@@ -13,9 +13,10 @@ import typer
 import yaml
 from conftest import ROOT, write_space
 
-from ranksearch import submit
 from ranksearch.bench.servers import free_port
-from ranksearch.submit import SubmitError
+from ranksearch.errors import RanksearchError
+from ranksearch.tune import submit
+from ranksearch.tune.submit import SubmitError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -74,8 +75,9 @@ def test_dashboard_url_refuses_other_addresses(address, words):
 
 def test_no_address_says_where_to_give_one(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with pytest.raises(SubmitError, match="--address http://HEAD:8265"):
+    with pytest.raises(SubmitError, match="address is not given.*http://HEAD:8265") as exc:
         submit.dashboard_url(None)
+    assert "--" not in str(exc.value)  # the library names settings, the CLI its flags
 
 
 # -- storage and tracking ---------------------------------------------------------------------------------
@@ -83,7 +85,7 @@ def test_local_storage_is_refused_on_several_nodes_only(tmp_path):
     local = str(tmp_path / "store")
     submit.check_storage(local, [dict(WORKER, is_head_node=True)])  # one node with CPUs: fine
     submit.check_storage("s3://bucket/searches?endpoint=http://127.0.0.1:9000", [HEAD, WORKER, WORKER])
-    with pytest.raises(SubmitError, match="3 alive nodes.*s3://BUCKET/PREFIX.*--shared-storage"):
+    with pytest.raises(SubmitError, match="3 alive nodes.*s3://BUCKET/PREFIX.*shared_storage"):
         submit.check_storage(local, [HEAD, WORKER, WORKER])
     with pytest.raises(SubmitError, match="not up yet"):  # a head alone, workers to autoscale
         submit.check_storage(local, [HEAD])
@@ -112,7 +114,7 @@ def test_tracking_uri_must_reach_the_cluster_and_hold_no_password(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert submit.check_tracking("http://mlflow:5000") == "http://mlflow:5000"
     assert submit.check_tracking("sqlite:////srv/mlflow.db") == "sqlite:////srv/mlflow.db"
-    for uri, words in [(None, "--tracking-uri"), ("mlruns", "relative"), ("sqlite:///mlflow.db", "absolute"),
+    for uri, words in [(None, "tracking_uri is not given"), ("mlruns", "relative"), ("sqlite:///mlflow.db", "absolute"),
                        ("http://me:hunter22@mlflow:5000", "password")]:
         with pytest.raises(SubmitError, match=words) as exc:
             submit.check_tracking(uri)
@@ -161,7 +163,9 @@ def test_search_request_ships_the_space_code_and_settings_but_no_secret(tmp_path
     assert (staging / "space.yaml").read_text() == space.read_text()
     env = request.runtime_env
     assert env["working_dir"] == str(staging)
-    assert env["py_modules"] == [str(Path(submit.__file__).resolve().parent)]
+    import ranksearch
+
+    assert env["py_modules"] == [str(Path(ranksearch.__file__).resolve().parent)]
     assert env["pip"] == ["tqdm"]
     assert env["env_vars"]["RAY_JOB_STOP_SIGNAL"] == "SIGINT"
     assert env["env_vars"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
@@ -173,9 +177,9 @@ def test_search_request_ships_the_space_code_and_settings_but_no_secret(tmp_path
 def test_search_request_validates_before_anything_is_sent(tmp_path):
     space = write_space(tmp_path / "space.yaml", epochs=1, budget=2)
     kw = {"staging_dir": tmp_path, "storage": "s3://b/s", "tracking_uri": "http://m:5000"}
-    with pytest.raises(Exception, match="unknown strategy 'nope'"):
+    with pytest.raises(RanksearchError, match="strategy is not a registered strategy \\(got 'nope'\\)"):
         submit.search_request(space, strategy="nope", **kw)
-    with pytest.raises(SubmitError, match="not inside --working-dir"):
+    with pytest.raises(SubmitError, match="working_dir does not hold"):
         other = tmp_path / "other"
         other.mkdir()
         submit.search_request(space, working_dir=other, **kw)
@@ -188,7 +192,7 @@ def test_resume_request_parses_as_ranksearch_resume():
     command, params = _parse_cli(request.entrypoint)
     assert command == "resume" and (params["search"], params["storage"], params["workers"]) == ("demo", "s3://b/s", 4)
     assert request.metadata["ranksearch.kind"] == "resume"
-    with pytest.raises(SubmitError, match="not a search name"):
+    with pytest.raises(RanksearchError, match="not a usable search name"):
         submit.resume_request("../x", storage="s3://b/s")
 
 
@@ -253,7 +257,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_cli_submit_fails_fast_with_clear_messages(tmp_path):
     space = write_space(tmp_path / "space.yaml", epochs=1, budget=1)
     out = _cli("submit", str(space), "--storage", "s3://b/s", "--tracking-uri", "http://m:5000")
-    assert out.returncode == 2 and "--address http://HEAD:8265" in out.stderr
+    assert out.returncode == 2 and "--address is not given" in out.stderr and "http://HEAD:8265" in out.stderr
     port = free_port()  # nothing listens there
     out = _cli("submit", str(space), "--storage", "s3://b/s", "--tracking-uri", "http://m:5000",
                env={"RAY_ADDRESS": f"http://127.0.0.1:{port}", "RAY_AUTH_TOKEN": TOKEN})
@@ -274,3 +278,13 @@ def test_bad_space_is_refused_before_the_cluster_is_contacted(tmp_path):
     out = _cli("submit", str(bad), "--address", "http://127.0.0.1:1", "--storage", "s3://b/s",
                "--tracking-uri", "http://m:5000")
     assert out.returncode == 2 and "unknown strategy" in out.stderr and "Jobs API" not in out.stderr
+
+
+def test_library_errors_name_settings_and_the_cli_names_flags(tmp_path):
+    from ranksearch.cli import flag_for
+
+    with pytest.raises(SubmitError) as exc:
+        submit.check_storage(str(tmp_path / "store"), [HEAD, WORKER, WORKER])
+    python_text, cli_text = str(exc.value), exc.value.render(names=flag_for)
+    assert python_text.startswith("storage ") and "shared_storage" in python_text and "--" not in python_text
+    assert cli_text.startswith("--storage ") and "--shared-storage" in cli_text and "shared_storage" not in cli_text

@@ -3,7 +3,6 @@ driver, and a tracking server that goes away for 20 seconds."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from tune_helpers import BIN, MlflowServer, child_runs, mlflow_client, stop_grou
 from ranksearch import service
 from ranksearch.cli import main
 from ranksearch.tune.state import STATE_FILE, SearchState
-from ranksearch.tune.storage import Storage
+from ranksearch.tune.storage import Storage, StorageError
 
 pytestmark = [pytest.mark.ray, pytest.mark.mlflow]
 
@@ -66,10 +65,11 @@ def test_a_failed_trial_is_retried_from_its_last_checkpoint(ray_runtime, tmp_pat
     assert result.info["resumed_from"] == "tune"  # not from scratch: epoch 1's checkpoint
 
 
-def _read_state(path: Path) -> dict | None:
+def _read_state(path: Path) -> SearchState | None:
+    """The search's record as a resumed driver would read it (None before it exists)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return SearchState.load(Storage.parse(str(path.parent.parent)), path.parent.name)
+    except (OSError, ValueError, StorageError):
         return None
 
 
@@ -87,7 +87,7 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(ray_runtime, 
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             doc = _read_state(state_file)
-            if doc and len(doc["order"]) >= 2:
+            if doc and len(doc.order) >= 2:
                 break
             assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
             time.sleep(0.05)
@@ -134,7 +134,7 @@ def test_a_tracking_server_outage_of_20s_loses_no_trial(ray_runtime, tmp_path):
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:  # down while trials run, before any finishes
                 doc = _read_state(state_file)
-                if doc and any(t["status"] == "running" for t in doc["trials"].values()):
+                if doc and any(t.status == "running" for t in doc.trials.values()):
                     break
                 time.sleep(0.05)
             server.stop()
@@ -180,7 +180,7 @@ def test_sigterm_stops_a_search_cleanly_and_resume_finishes_it(ray_runtime, tmp_
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             doc = _read_state(state_file)
-            if doc and len(doc["order"]) >= 1:
+            if doc and len(doc.order) >= 1:
                 break
             assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
             time.sleep(0.05)

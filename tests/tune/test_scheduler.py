@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import yaml
 from tune_helpers import QUICKSTART, write_space
 
 from ranksearch.space import SpaceError, count_params, load_space
-from ranksearch.tune.scheduler import RungLedger, objective_vector, rung_epochs
+from ranksearch.tune.scheduler import RungLedger, objective_vector, rung_epochs, rung_reference, top_of_rung
 
 
 def test_rungs_sit_at_grace_times_powers_of_eta_below_the_budget():
@@ -21,7 +22,7 @@ def test_rungs_sit_at_grace_times_powers_of_eta_below_the_budget():
         rung_epochs(0, 3, 9)
 
 
-def test_promotion_keeps_the_top_third_by_rank_then_crowding():
+def test_promotion_keeps_the_top_third_by_non_dominated_rank():
     ledger = RungLedger(grace_epochs=1, reduction_factor=3, max_epochs=9)
     # (-accuracy, -log compression): minimisation vectors
     assert ledger.decide("a", 1, [-0.50, -1.0])  # alone at the rung: promoted
@@ -38,14 +39,55 @@ def test_promotion_keeps_the_top_third_by_rank_then_crowding():
     assert ledger.decide("c", 4, [-0.2, -2.0]) and ledger.rungs[3]["c"] == [-0.91, -2.0]
 
 
-def test_crowding_breaks_ties_within_the_first_front():
-    ledger = RungLedger(grace_epochs=1, reduction_factor=2, max_epochs=4)
-    front = {"a": [0.0, 4.0], "b": [4.0, 0.0], "c": [1.0, 3.0], "d": [1.1, 2.9]}
+def test_boundary_front_is_cut_by_hypervolume_contribution():
+    from itertools import combinations
+
+    from ranksearch.pareto import hypervolume
+
+    ledger = RungLedger(grace_epochs=1, reduction_factor=2, max_epochs=4, reference=[5.0, 5.0])
+    front = {"a": [0.0, 4.0], "b": [4.0, 0.0], "c": [1.0, 1.0], "d": [1.1, 0.9]}
     for t, f in front.items():
         ledger.rungs[1][t] = f
-    # all non-dominated; keep ceil(4/2)=2: the two extremes (infinite crowding distance)
-    assert ledger.promoted(1, "a") and ledger.promoted(1, "b")
-    assert not ledger.promoted(1, "c") and not ledger.promoted(1, "d")
+    # all non-dominated; keep ceil(4/2)=2. Crowding distance (the old rule) kept the extremes
+    # a and b; dropping the least contributor one at a time keeps a pair close to the one
+    # that holds the most volume under (5, 5) (greedy reduction, as in SMS-EMOA).
+    def hv(pair):
+        return hypervolume([front[t] for t in pair], [5.0, 5.0])
+
+    kept = {t for t in front if ledger.promoted(1, t)}
+    best = max(combinations(front, 2), key=hv)
+    assert len(kept) == 2 and kept & {"c", "d"}
+    assert hv(kept) > hv(("a", "b")) and hv(kept) >= 0.97 * hv(best)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_full_rung_chooses_the_same_trials_in_any_arrival_order(seed):
+    rng = np.random.default_rng(seed)
+    # a rung of mostly non-dominated points (accuracy against log compression), with duplicates
+    acc = rng.uniform(0.6, 0.95, 30)
+    logc = 2.5 - 2.0 * (acc - 0.6) / 0.35 + rng.normal(0, 0.05, 30)
+    vectors = [[-a, -c] for a, c in zip(acc, logc, strict=True)] + [[-acc[0], -logc[0]]] * 2
+    ids = [f"t{i:02d}" for i in range(len(vectors))]
+    chosen = set()
+    for _ in range(20):
+        order = rng.permutation(len(ids))
+        rung = {ids[i]: vectors[i] for i in order}
+        chosen.add(frozenset(top_of_rung(rung, 11, [-0.5, 0.0])))
+    assert len(chosen) == 1
+
+
+def test_a_more_accurate_non_dominated_newcomer_is_not_stopped_by_arrival_order():
+    # The measured case: 0.80 at 14.7x arrives first, 0.95 at 8.3x second; eta 3 keeps one of two.
+    space = load_space(QUICKSTART)
+    ledger = RungLedger(grace_epochs=2, reduction_factor=3, max_epochs=8, reference=rung_reference(space))
+    first = [-0.80, -math.log10(14.7)]
+    second = [-0.95, -math.log10(8.3)]
+    assert ledger.decide("t1", 2, first)  # alone: promoted (ASHA's lenient start)
+    assert ledger.decide("t2", 2, second)  # the larger contribution wins, whoever came first
+    # and in the other order the same trial is the one kept
+    other = RungLedger(grace_epochs=2, reduction_factor=3, max_epochs=8, reference=rung_reference(space))
+    other.rungs[2] = {"t2": second, "t1": first}
+    assert other.promoted(2, "t2") and not other.promoted(2, "t1")
 
 
 def test_a_trial_jumping_past_a_rung_is_judged_there_and_stopped_early():
@@ -120,7 +162,7 @@ def test_search_with_mo_asha_prunes_and_finishes_its_budget(ray_runtime, tmp_pat
     assert cost["epoch_equivalents"] == pytest.approx(total / 1438)
     assert total < 6 * 3 * per_epoch  # cheaper than running every trial to its budget
 
-    # The rungs are saved with the search state (so `resume` keeps them): every trial was
+    # The rungs are in the search's record (so `resume` keeps them): every trial was
     # judged at the 1-epoch rung, and the stopped ones are exactly those not promoted there.
     from ranksearch.tune.scheduler import make_scheduler
     from ranksearch.tune.state import SearchState

@@ -60,12 +60,16 @@ class Recorder:
     def __init__(self) -> None:
         self.proposed: list[tuple[str, str, tuple[int, ...], str | None]] = []
         self.told: list[tuple[str, TrialResult]] = []
+        self.tell_errors: list[tuple[str, BaseException]] = []
 
     def on_proposed(self, trial_id, tune_id, ranks, info, resume_from) -> None:
         self.proposed.append((trial_id, tune_id, ranks, resume_from))
 
     def on_told(self, trial_id, tune_id, result) -> None:
         self.told.append((trial_id, result))
+
+    def on_tell_error(self, trial_id, error) -> None:
+        self.tell_errors.append((trial_id, error))
 
 
 def final(acc: float = 0.9, status: str = "ok", error: str = "") -> dict:
@@ -110,6 +114,26 @@ def test_duplicate_late_and_unknown_completions_are_ignored(make):
     assert len(rec.told) == 1 and rec.told[0][1].metrics["val_accuracy"] == 0.8
     assert len(s.strategy.observations) == 1
     assert s.stats["ignored"] == 2
+
+
+def test_a_strategy_that_raises_in_tell_is_reported_and_the_search_goes_on(make, monkeypatch):
+    s, rec = make(budget=3)
+    s.suggest("A")
+    s.suggest("B")
+
+    def broken(trial_id, result):
+        raise RuntimeError(f"cannot learn from {trial_id}")
+
+    monkeypatch.setattr(s.strategy, "tell", broken)
+    s.on_trial_complete("A", final(0.8))
+    assert [t for t, _ in rec.told] == ["t0001"]  # the trial is recorded all the same
+    (tid, error), = rec.tell_errors
+    assert tid == "t0001" and "cannot learn from t0001" in str(error)
+    assert s.stats["tell_errors"] == 1
+    monkeypatch.undo()
+    s.on_trial_complete("B", final(0.7))  # the next result reaches the strategy as usual
+    assert s.stats["tell_errors"] == 1 and s.strategy.observations[-1].trial_id == "t0002"
+    assert s.suggest("C")["trial_id"] == "t0003"
 
 
 def test_errored_trial_is_told_failed_with_its_reason(make):

@@ -1,6 +1,6 @@
 """Searches as Ray jobs: submit one from a laptop to a cluster, watch it, stop it, resume it.
 
-    from ranksearch import submit
+    from ranksearch.tune import submit
     job = submit.submit_search("space.yaml", address="http://HEAD:8265",
                                storage="s3://bucket/searches", tracking_uri="http://mlflow:5000")
     print(job.job_id)                       # then: ranksearch jobs logs JOB_ID --follow
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ranksearch.errors import RanksearchError
+from ranksearch.errors import RanksearchError, SettingError
 
 DEFAULT_DASHBOARD_PORT = 8265
 SHARED_PATHS_ENV = "RANKSEARCH_SHARED_PATHS"
@@ -71,6 +71,11 @@ _CHATTY_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules
 
 class SubmitError(RanksearchError):
     """A job cannot be submitted or reached (the message says what to change)."""
+
+
+class SubmitSettingError(SettingError, SubmitError):
+    """A submit setting (`address`, `storage`, `tracking_uri`, `env`...) is unusable; it names the
+    setting as Python spells it, and the CLI its flag."""
 
 
 # -- authentication -----------------------------------------------------------------------------------
@@ -144,16 +149,18 @@ def dashboard_url(address: str | None = None) -> str:
     """The Jobs API address: `address`, else $RAY_ADDRESS, as http(s)://HOST:PORT."""
     text = (address or os.environ.get("RAY_ADDRESS") or "").strip()
     if not text:
-        raise SubmitError(f"no cluster given: pass --address http://HEAD:{DEFAULT_DASHBOARD_PORT} (the Ray "
-                          "dashboard's Jobs API) or set RAY_ADDRESS")
+        raise SubmitSettingError("address", "is not given", show_value=False,
+                           hint=f"give the Ray dashboard's Jobs API, http://HEAD:{DEFAULT_DASHBOARD_PORT}, or "
+                                "set RAY_ADDRESS")
     if text.startswith("ray://") or text in ("auto", "local"):
-        raise SubmitError(f"--address {text!r}: jobs go to the Ray dashboard's HTTP address, "
-                          f"http://HEAD:{DEFAULT_DASHBOARD_PORT}, not a Ray client or GCS address")
+        raise SubmitSettingError("address", "is a Ray client or GCS address", value=text,
+                           hint=f"jobs go to the Ray dashboard's HTTP address, http://HEAD:{DEFAULT_DASHBOARD_PORT}")
     if "://" not in text:
         text = f"http://{text}"
     scheme = text.split("://", 1)[0].lower()
     if scheme not in ("http", "https"):
-        raise SubmitError(f"--address {text!r}: use http://HOST:PORT or https://HOST:PORT")
+        raise SubmitSettingError("address", "is not an HTTP address", value=text,
+                           hint="use http://HOST:PORT or https://HOST:PORT")
     return text.rstrip("/")
 
 
@@ -347,39 +354,43 @@ def check_storage(storage: str, nodes: Sequence[Mapping[str, Any]], *, shared: b
                   env: Mapping[str, str] | None = None) -> None:
     """Refuse a storage location that the cluster's nodes cannot all reach."""
     if "://" not in storage and not Path(storage).is_absolute():
-        raise SubmitError(f"--storage {storage!r} is a relative path: on the cluster it would land in the "
-                          "job's temporary working directory. Give s3://BUCKET/PREFIX or an absolute path "
-                          "on a filesystem every node mounts")
+        raise SubmitSettingError("storage", "is a relative path: on the cluster it would land in the job's "
+                           "temporary working directory", value=storage,
+                           hint="give s3://BUCKET/PREFIX or an absolute path on a filesystem every node mounts")
     if several_nodes(nodes) and not is_shared_storage(storage, shared=shared, env=env):
         count = len(nodes)
         what = (f"has {count} alive nodes" if count > 1 else
                 "runs its trials on worker nodes that are not up yet (the head offers no CPU)")
-        raise SubmitError(
-            f"the cluster {what}, and --storage {storage} is a local path: trials on other nodes would "
-            "write their checkpoints where the driver and `resume` cannot see them. Give "
-            "--storage s3://BUCKET/PREFIX, or a folder on a filesystem every node mounts (NFS, EFS, ...) "
-            f"with --shared-storage (or list its mount point in ${SHARED_PATHS_ENV})")
+        raise SubmitSettingError(
+            "storage", f"is a local path, and the cluster {what}: trials on other nodes would write their "
+            "checkpoints where the driver and `resume` cannot see them", value=storage,
+            hint="give s3://BUCKET/PREFIX, or a folder on a filesystem every node mounts (NFS, EFS, ...) "
+                 f"and declare it shared (`shared_storage`, or list its mount point in ${SHARED_PATHS_ENV})",
+            related=("shared_storage",))
 
 
 def check_tracking(tracking_uri: str | None) -> str:
     """A tracking URI a job can use: a server, or an absolute store on the head node; no password."""
     uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "").strip()
     if not uri:
-        raise SubmitError("give --tracking-uri http://MLFLOW-SERVER:5000 (or set MLFLOW_TRACKING_URI): the "
-                          "job's driver records every trial there")
+        raise SubmitSettingError("tracking_uri", "is not given: the job's driver records every trial there",
+                           show_value=False,
+                           hint="give an MLflow server, http://MLFLOW-SERVER:5000 (or set MLFLOW_TRACKING_URI)")
     if re.match(r"^[a-zA-Z][\w+.-]*://[^/@\s]*:[^/@\s]+@", uri):
-        raise SubmitError("--tracking-uri holds a password; jobs are visible to everyone on the cluster. "
-                          "Drop it from the URI and set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD "
-                          "on the cluster's nodes instead")
+        raise SubmitSettingError("tracking_uri", "holds a password; jobs are visible to everyone on the cluster",
+                           show_value=False,
+                           hint="drop it from the URI and set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD "
+                                "on the cluster's nodes instead")
     if "://" in uri:
         scheme = uri.split("://", 1)[0].lower()
         if scheme == "sqlite" and not uri.startswith("sqlite:////"):
-            raise SubmitError(f"--tracking-uri {uri}: a SQLite store must be an absolute path on the head "
-                              "node (sqlite:////abs/path.db); better, an MLflow server")
+            raise SubmitSettingError("tracking_uri", "is a relative SQLite store", value=uri,
+                               hint="give an absolute path on the head node (sqlite:////abs/path.db); better, "
+                                    "an MLflow server")
         return uri
     if not Path(uri).is_absolute():
-        raise SubmitError(f"--tracking-uri {uri!r} is a relative folder: on the cluster it would land in the "
-                          "job's temporary working directory. Give an MLflow server (http://...)")
+        raise SubmitSettingError("tracking_uri", "is a relative folder: on the cluster it would land in the job's "
+                           "temporary working directory", value=uri, hint="give an MLflow server (http://...)")
     return uri
 
 
@@ -393,14 +404,16 @@ def parse_env(items: Sequence[str], env: Mapping[str, str] | None = None) -> dic
         name, sep, value = item.partition("=")
         name = name.strip()
         if not _ENV_NAME.match(name):
-            raise SubmitError(f"--env {item!r}: write NAME=VALUE or NAME (a variable of this shell)")
+            raise SubmitSettingError("env", "is not NAME=VALUE or NAME (a variable of this shell)", value=item)
         if name in _SECRET_ENV or (is_secret_key(name) and not name.endswith(("_PATH", "_FILE", "_MODE"))):
-            raise SubmitError(f"--env {name}: looks like a credential, and a job's environment is visible to "
-                              "everyone who can list jobs. Put it on the cluster's nodes instead (instance "
-                              "profile, Kubernetes secret, the nodes' environment)")
+            raise SubmitSettingError("env", "names what looks like a credential, and a job's environment is visible "
+                               "to everyone who can list jobs", value=name,
+                               hint="put it on the cluster's nodes instead (instance profile, Kubernetes "
+                                    "secret, the nodes' environment)")
         if not sep:
             if name not in env:
-                raise SubmitError(f"--env {name}: not set in this shell; write {name}=VALUE")
+                raise SubmitSettingError("env", "names a variable that is not set in this shell", value=name,
+                                   hint=f"write {name}=VALUE")
             value = env[name]
         out[name] = value
     return out
@@ -444,8 +457,9 @@ def _cli(*args: str) -> str:
 def _default_storage(storage: str | None) -> str:
     value = (storage or os.environ.get(STORAGE_ENV) or "").strip()
     if not value:
-        raise SubmitError("give --storage s3://BUCKET/PREFIX (or set RANKSEARCH_STORAGE): a cluster job keeps "
-                          "its experiment folder and checkpoints where every node and `resume` can reach them")
+        raise SubmitSettingError("storage", "is not given: a cluster job keeps its experiment folder and "
+                           "checkpoints where every node and `resume` can reach them", show_value=False,
+                           hint="give s3://BUCKET/PREFIX (or set RANKSEARCH_STORAGE)")
     return value
 
 
@@ -470,22 +484,23 @@ def search_request(
     """The job that runs `ranksearch run` for a space (validated here first); returns it and the
     search name. The space file is copied into `staging_dir` unless it lies in `working_dir`."""
     from ranksearch import service
+    from ranksearch.resources import resolve_space_path
 
-    space_path = Path(space_file)
+    space_path = resolve_space_path(space_file)
     # Everything `ranksearch run` would refuse is refused here, before anything is sent.
     prepared = service.prepare_search(space_path, strategy=strategy, budget=budget, workers=workers, seed=seed,
                                       name=name, tracking_uri=tracking_uri, storage=storage, retries=retries,
-                                      check_storage=False)
+                                      check_storage=False, check_data=False)
     s = prepared.settings
     if working_dir is not None:
         wd = Path(working_dir).resolve()
         if not wd.is_dir():
-            raise SubmitError(f"--working-dir {working_dir}: not a folder")
+            raise SubmitSettingError("working_dir", "is not a folder", value=str(working_dir))
         try:
             space_arg = space_path.resolve().relative_to(wd).as_posix()
         except ValueError:
-            raise SubmitError(f"{space_file} is not inside --working-dir {wd}: the job only sees that "
-                              "folder; move the space file into it") from None
+            raise SubmitSettingError("working_dir", f"does not hold {space_file}: the job only sees that folder",
+                               value=str(wd), hint="move the space file into it") from None
         upload = str(wd)
     else:
         dest = Path(staging_dir) / space_path.name
@@ -511,17 +526,18 @@ def resume_request(name: str, *, storage: str, tracking_uri: str | None = None, 
                    ship_code: bool = True, pip: Sequence[str] = (), env_vars: Mapping[str, str] | None = None,
                    stop_grace_s: int = DEFAULT_STOP_GRACE_S) -> JobRequest:
     """The job that runs `ranksearch resume NAME` against the search's storage."""
-    from ranksearch.service import _NAME
+    from ranksearch.service import check_search_name
 
-    if not _NAME.match(name):
-        raise SubmitError(f"{name!r} is not a search name (letters, digits, '.', '_', '-')")
+    check_search_name(name, setting="search")
     args = ["resume", name, "--storage", storage]
     env = {STORAGE_ENV: storage, **dict(env_vars or {})}
     if tracking_uri:
         args += ["--tracking-uri", tracking_uri]
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     if workers is not None:
-        args += ["--workers", str(int(workers))]
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise SubmitSettingError("workers", "must be a whole number, at least 1", value=workers)
+        args += ["--workers", str(workers)]
     meta = {f"{META_PREFIX}kind": "resume", f"{META_PREFIX}search": name, f"{META_PREFIX}storage": storage}
     if tracking_uri:
         meta[f"{META_PREFIX}tracking_uri"] = tracking_uri

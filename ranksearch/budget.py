@@ -1,0 +1,111 @@
+"""A search's budget: a number of trials, of full-epoch equivalents, or of training samples.
+
+    budget: 40            # trials
+    budget: 600ep         # full-epoch equivalents (600 passes over the full training set)
+    budget: 2.5e6 samples # training samples
+
+Benchmarks compare strategies at equal training cost and a multi-fidelity scheduler trades in
+it, so a user can say "spend 600 epoch equivalents" rather than guess a trial count. A cost
+budget is enforced by the Searcher adapter: it stops proposing when the next trial, run to its
+full budget, would take the search past it (finished trials count what they consumed, running
+ones what they may still consume). Strategies still need a trial count to plan by (PSTRN's
+phases, a GA's generations): `trials_for` estimates it from the expected cost of one trial,
+which a successive-halving scheduler lowers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+UNITS = {"trial": "trials", "trials": "trials", "ep": "epochs", "epoch": "epochs", "epochs": "epochs",
+         "sample": "samples", "samples": "samples"}
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+class BudgetError(ValueError):
+    """A budget that cannot be read; the message says how to write one."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """`amount` of `kind` ("trials", "epochs" = full-epoch equivalents, or "samples")."""
+
+    kind: str
+    amount: float
+
+    @property
+    def is_cost(self) -> bool:
+        return self.kind != "trials"
+
+    def samples(self, n_train_full: int | None) -> float:
+        """The budget in training samples (a cost budget only)."""
+        if self.kind == "samples":
+            return self.amount
+        if self.kind == "epochs":
+            if not n_train_full:
+                raise BudgetError("a budget in epochs needs the size of the training set, which "
+                                  "cannot be read here; give the budget in samples or trials")
+            return self.amount * n_train_full
+        raise BudgetError("a trial budget has no size in samples")
+
+    def __str__(self) -> str:
+        amount = f"{self.amount:g}"
+        return {"trials": amount, "epochs": f"{amount}ep", "samples": f"{amount} samples"}[self.kind]
+
+    def to_json(self) -> int | str:
+        """What the space file and the search's settings keep: an int for trials, text otherwise."""
+        return int(self.amount) if self.kind == "trials" else str(self)
+
+
+def parse_budget(value: Any, *, what: str = "budget") -> Budget:
+    """An int (trials), or text such as '600ep', '600 epochs', '2e6 samples', '40 trials'."""
+    if isinstance(value, Budget):
+        return value
+    if isinstance(value, bool):
+        raise BudgetError(f"{what} {value!r}: give a number of trials (40), of full-epoch "
+                          "equivalents (600ep) or of training samples (2e6 samples)")
+    if isinstance(value, int):
+        if value < 1:
+            raise BudgetError(f"{what} {value}: must be at least 1 trial")
+        return Budget("trials", float(value))
+    if isinstance(value, float) and value.is_integer():
+        return parse_budget(int(value), what=what)
+    m = _PATTERN.match(str(value)) if isinstance(value, (str, float)) else None
+    unit = UNITS.get(m.group(2).lower() if m and m.group(2) else "trials") if m else None
+    if m is None or unit is None:
+        raise BudgetError(f"{what} {value!r}: write a number of trials (40), of full-epoch "
+                          "equivalents (600ep) or of training samples (2e6 samples)")
+    amount = float(m.group(1))
+    if not math.isfinite(amount) or amount <= 0:
+        raise BudgetError(f"{what} {value!r}: must be positive")
+    if unit == "trials":
+        if not amount.is_integer():
+            raise BudgetError(f"{what} {value!r}: a number of trials is a whole number")
+        return Budget("trials", amount)
+    return Budget(unit, amount)
+
+
+def expected_epochs(max_epochs: int, milestones: list[int] | None = None, eta: int | None = None) -> float:
+    """Expected epochs one trial trains: all of them (FIFO), or under successive halving with
+    rungs at `milestones`, where about 1/eta of the trials reaching a rung go on."""
+    if not milestones or not eta:
+        return float(max_epochs)
+    total, alive, start = 0.0, 1.0, 0
+    for m in milestones:
+        total += alive * (m - start)
+        alive /= eta
+        start = m
+    return total + alive * (max_epochs - start)
+
+
+def trials_for(budget: Budget, *, trial_samples: float, n_train_full: int | None,
+               expected_fraction: float = 1.0, cap: int = 100_000) -> int:
+    """How many trials a strategy should plan for: the budget itself when it counts trials,
+    else the budget over one trial's expected cost (`trial_samples` x `expected_fraction`)."""
+    if budget.kind == "trials":
+        return int(budget.amount)
+    per_trial = max(1.0, trial_samples * max(expected_fraction, 1e-9))
+    return int(min(cap, max(1, math.floor(budget.samples(n_train_full) / per_trial))))

@@ -1,0 +1,348 @@
+"""The search-space schema: the YAML file's sections as frozen, typed pydantic models.
+
+`parse_config` validates plain data (a parsed YAML file) into a `SpaceConfig` and turns the
+first validation error into a `SpaceError` naming the field, the value and what to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ranksearch.errors import SpaceError
+
+FormatName = Literal["tr", "tt", "tucker", "cp"]
+OBJECTIVE_NAMES = ("val_accuracy", "params", "compression_ratio", "flops", "latency")
+DEFAULT_DIRECTIONS = {
+    "val_accuracy": "max",
+    "params": "min",
+    "compression_ratio": "max",
+    "flops": "min",
+    "latency": "min",
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RankBounds(_Frozen):
+    """Allowed values of a rank element: an inclusive range, or an explicit list."""
+
+    min: int = Field(1, ge=1)
+    max: int = Field(32, ge=1)
+    choices: tuple[int, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RankBounds:
+        if self.choices is not None:
+            if not self.choices or any(c < 1 for c in self.choices):
+                raise ValueError("choices must be a non-empty list of positive integers")
+            if list(self.choices) != sorted(set(self.choices)):
+                raise ValueError("choices must be strictly increasing")
+        elif self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        return self
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        return self.choices if self.choices is not None else tuple(range(self.min, self.max + 1))
+
+    @property
+    def low(self) -> int:
+        return self.choices[0] if self.choices is not None else self.min
+
+    @property
+    def high(self) -> int:
+        return self.choices[-1] if self.choices is not None else self.max
+
+
+class LayerSpec(_Frozen):
+    """How one layer (or every layer matching a glob pattern) is tensorized."""
+
+    format: FormatName | None = None
+    in_shape: tuple[int, ...] | None = None
+    out_shape: tuple[int, ...] | None = None
+    ranks: RankBounds | None = None
+    uniform: bool | None = None
+
+
+class ModelSpec(_Frozen):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    format: FormatName = "tr"
+    layers: dict[str, LayerSpec | None] = Field(default_factory=dict)
+
+    @field_validator("layers")
+    @classmethod
+    def _non_empty(cls, v: dict[str, LayerSpec | None]) -> dict[str, LayerSpec | None]:
+        if not v:
+            raise ValueError("name at least one layer to tensorize (a module name or glob pattern)")
+        return v
+
+
+class TieGroup(_Frozen):
+    name: str
+    layers: tuple[str, ...]
+
+
+class RanksSpec(_Frozen):
+    """Default bounds, whether each layer has one rank for all positions, and tie groups."""
+
+    min: int = Field(1, ge=1)
+    max: int = Field(32, ge=1)
+    choices: tuple[int, ...] | None = None
+    uniform: bool = False
+    groups: tuple[TieGroup, ...] = ()
+
+    @property
+    def bounds(self) -> RankBounds:
+        return RankBounds(min=self.min, max=self.max, choices=self.choices)
+
+    @model_validator(mode="after")
+    def _check(self) -> RanksSpec:
+        self.bounds  # noqa: B018 - validates min/max/choices together
+        names = [g.name for g in self.groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tie group names must be unique, got {names}")
+        return self
+
+
+class DataSpec(_Frozen):
+    dataset: str
+    path: str | None = None
+    val_fraction: float = Field(0.1, ge=0.0, le=0.5)
+    train_subset: float | int | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerSpec(_Frozen):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+
+class ScheduleSpec(_Frozen):
+    name: Literal["none", "multistep", "cosine", "step"] = "none"
+    milestones: tuple[int, ...] = ()
+    gamma: float = Field(0.1, gt=0)
+    step_size: int = Field(10, ge=1)
+
+
+class TrainingSpec(_Frozen):
+    """Per-trial training budget and recipe."""
+
+    epochs: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    augment: bool = False
+    init: Literal["scratch", "dense"] = "scratch"
+    grad_clip: float | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # Training-subset fidelity: train on this many images of the training split (a fraction
+    # when < 1), a stratified subset fixed by the seed; an epoch is one pass over it.
+    subset: float | None = Field(None, gt=0)
+    # Knowledge distillation from the dense network trained for the warm start (the teacher):
+    # loss = (1 - distill) * CE + distill * T^2 * KL(teacher || student) at temperature T.
+    distill: float = Field(0.0, ge=0, le=1)
+    distill_temperature: float = Field(4.0, gt=0)
+
+    @model_validator(mode="after")
+    def _budget(self) -> TrainingSpec:
+        if self.epochs is None and self.steps is None:
+            raise ValueError("set a budget: 'epochs' or 'steps'")
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("set either 'epochs' or 'steps', not both")
+        return self
+
+
+class ObjectiveSpec(_Frozen):
+    name: Literal["val_accuracy", "params", "compression_ratio", "flops", "latency"]
+    direction: Literal["max", "min"] | None = None
+
+    @property
+    def sense(self) -> str:
+        return self.direction or DEFAULT_DIRECTIONS[self.name]
+
+
+class ConstraintsSpec(_Frozen):
+    max_params: int | None = Field(None, ge=1)
+    min_compression: float | None = Field(None, gt=0)
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+
+
+class StrategySpec(_Frozen):
+    """The search strategy, its budget and options, and the configurations it proposes first.
+
+    `seeds` entries: an explicit rank vector (checked against the space when the strategy is
+    made), "equal" (`seed_count` equal-rank configurations spread over the feasible range) or
+    "effective" (`seed_count` configurations shaped by the trained dense model's singular-value
+    spectra; needs the dense warm start). Seeds count against the budget.
+    """
+
+    name: str = "random"
+    budget: int = Field(20, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+    seeds: tuple[tuple[int, ...] | Literal["equal", "effective"], ...] = ()
+    seed_count: int = Field(5, ge=1)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, v: Any) -> Any:
+        hint = ("write 'equal', 'effective' or a list of integers (one rank per rank element), "
+                "e.g. seeds: [equal, effective, [8, 14, 8]]")
+        if v is None:
+            return ()
+        if isinstance(v, str) or not isinstance(v, list | tuple):
+            raise ValueError(f"must be a list of seeds; {hint}")
+        kinds: list[str] = []
+        for i, item in enumerate(v):
+            if isinstance(item, str):
+                if item not in ("equal", "effective"):
+                    raise ValueError(f"item {i} ({item!r}) is not a seed; {hint}")
+                if item in kinds:
+                    raise ValueError(f"item {i} repeats {item!r}; list it once and set "
+                                     "'seed_count' for more configurations")
+                kinds.append(item)
+            elif isinstance(item, list | tuple):
+                if not item or any(isinstance(r, bool) or not isinstance(r, int) or r < 1
+                                   for r in item):
+                    raise ValueError(f"item {i} ({list(item)!r}) is not a rank vector; give "
+                                     "positive integers, one per rank element")
+            else:
+                raise ValueError(f"item {i} ({item!r}) is not a seed; {hint}")
+        return v
+
+
+class ResourcesSpec(_Frozen):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    max_concurrent: int = Field(2, ge=1)
+
+
+class HypervolumeSpec(_Frozen):
+    """Reference point in the (val_accuracy, log10 compression ratio) plane, both maximised."""
+
+    reference: tuple[float, float] = (0.5, 0.0)
+
+
+class SchedulerSpec(_Frozen):
+    """Multi-fidelity trial scheduling; `fifo` (the default) runs every trial to its budget.
+
+    `mo_asha`: asynchronous successive halving with rungs at grace_epochs * reduction_factor**k
+    epochs; at each rung a trial continues only if it ranks in the top 1/reduction_factor of the
+    trials recorded there (non-dominated rank, then crowding distance, over the objectives).
+    Rungs count passes over the training data, which is the `training.subset` part when set
+    (the second fidelity: each pass then costs subset-size samples).
+    """
+
+    name: Literal["fifo", "mo_asha"] = "fifo"
+    grace_epochs: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+    fidelity: Literal["epochs"] = "epochs"
+
+
+class SpaceConfig(_Frozen):
+    """The YAML file's content, validated. `SearchSpace` wraps it with the resolved layout."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    model: ModelSpec
+    ranks: RanksSpec = Field(default_factory=RanksSpec)
+    data: DataSpec
+    training: TrainingSpec
+    final_training: TrainingSpec | None = None
+    # Recipe of the dense network behind `training.init: dense` (and distillation); defaults
+    # to `training`.
+    dense_training: TrainingSpec | None = None
+    objectives: tuple[ObjectiveSpec, ...] = (
+        ObjectiveSpec(name="val_accuracy"),
+        ObjectiveSpec(name="compression_ratio"),
+    )
+    constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    hypervolume: HypervolumeSpec = Field(default_factory=HypervolumeSpec)
+    scheduler: SchedulerSpec | None = None
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: tuple[ObjectiveSpec, ...]) -> tuple[ObjectiveSpec, ...]:
+        names = [o.name for o in v]
+        if not v:
+            raise ValueError("give at least one objective")
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives repeat a name: {names}")
+        return v
+
+
+def parse_config(data: Any, *, source: str | None = None) -> SpaceConfig:
+    """Validate plain data into a `SpaceConfig`; the first problem is a `SpaceError`."""
+    if not isinstance(data, dict):
+        raise SpaceError(
+            "the file must hold a mapping of sections (name, model, data, training, ...)",
+            file=source, value=type(data).__name__,
+        )
+    try:
+        return SpaceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _space_error(exc, data, source) from None
+
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _space_error(exc: ValidationError, data: dict, source: str | None) -> SpaceError:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    field = ".".join(loc) if loc else None
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        parent_model = _model_at(loc[:-1])
+        valid = sorted(parent_model.model_fields) if parent_model else []
+        return SpaceError(
+            f"unknown key '{loc[-1]}'", file=source, field=field,
+            hint=f"valid keys here are: {', '.join(valid)}" if valid else "remove it",
+        )
+    if kind == "missing":
+        return SpaceError("is required but missing", file=source, field=field,
+                          hint="add it to the file")
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return SpaceError("has an unsupported value", file=source, field=field, value=value,
+                          hint=f"use one of {expected}")
+    msg = err["msg"].removeprefix("Value error, ")
+    return SpaceError(msg, file=source, field=field,
+                      value=None if isinstance(value, dict) else value)
+
+
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
+    """Walk the schema along a location path to find the model whose keys were wrong."""
+    model: Any = SpaceConfig
+    for part in loc:
+        if model is None or not hasattr(model, "model_fields"):
+            return None
+        if part in model.model_fields:
+            model = _inner_model(model.model_fields[part].annotation)
+        else:  # a dict key or list index
+            continue
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        inner = _inner_model(arg)
+        if inner is not None:
+            return inner
+    return None

@@ -1,0 +1,37 @@
+"""Search budgets in trials, full-epoch equivalents or samples."""
+
+from __future__ import annotations
+
+import pytest
+
+from ranksearch.budget import Budget, BudgetError, expected_epochs, parse_budget, trials_for
+
+
+@pytest.mark.parametrize("text, kind, amount", [
+    (40, "trials", 40), ("40", "trials", 40), ("40 trials", "trials", 40), ("600ep", "epochs", 600),
+    ("600 epochs", "epochs", 600), ("2.5e6 samples", "samples", 2.5e6), ("12.5ep", "epochs", 12.5),
+])
+def test_parse(text, kind, amount):
+    b = parse_budget(text)
+    assert (b.kind, b.amount) == (kind, amount)
+    assert parse_budget(b.to_json()) == b  # what the settings keep reads back the same
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, "", "ep", "600 parsecs", "1.5 trials", "-2ep", "nan", None, [4]])
+def test_bad_budgets_say_how_to_write_one(bad):
+    with pytest.raises(BudgetError, match=r"budget"):
+        parse_budget(bad)
+
+
+def test_cost_in_samples_and_trial_estimates():
+    assert Budget("epochs", 600).samples(60_000) == 36_000_000
+    with pytest.raises(BudgetError):
+        Budget("epochs", 10).samples(None)
+    # FIFO: every trial trains all 9 epochs; eta 3 with rungs at 1 and 3: 1 + 2/3 + 6/9 epochs
+    assert expected_epochs(9) == 9
+    assert expected_epochs(9, [1, 3], 3) == pytest.approx(1 + 2 / 3 + 6 / 9)
+    b = parse_budget("90ep")
+    assert trials_for(b, trial_samples=9 * 1000, n_train_full=1000) == 10
+    assert trials_for(b, trial_samples=9 * 1000, n_train_full=1000,
+                      expected_fraction=expected_epochs(9, [1, 3], 3) / 9) == 38
+    assert trials_for(parse_budget(12), trial_samples=1, n_train_full=None) == 12
