@@ -94,3 +94,15 @@ def test_argument_errors_name_the_values(digits_space: SearchSpace) -> None:
         learn_ranks(digits_space, strength=1.0, kind="l1", seed=0)
     with pytest.raises(ValueError, match="epochs must be a positive int, got 0"):
         learn_ranks(digits_space, strength=1.0, epochs=0, seed=0)
+
+
+def test_dense_warm_start(digits_space: SearchSpace) -> None:
+    """With dense weights the gated net starts from their decomposition at the upper ranks."""
+    from ranksearch.models import build_dense
+
+    torch.manual_seed(0)
+    dense = build_dense(digits_space.config.model, digits_space.input_shape, digits_space.num_classes)
+    out = learn_ranks(digits_space, target_compression=10, seed=0, epochs=1, finetune_epochs=0,
+                      dense_state=dense.state_dict(), num_threads=1)
+    assert sum(p.numel() for p in out.model.parameters()) == count_params(digits_space, out.ranks)
+    assert "finetune" not in out.phases
