@@ -104,13 +104,15 @@ class GateOptimizer:
         if lr <= 0 or not 0 <= momentum < 1:
             raise ValueError(f"GateOptimizer: need lr > 0 and momentum in [0, 1); got lr={lr}, momentum={momentum}")
         self.params, self.lr, self.momentum = params, float(lr), float(momentum)
-        self.buffers = [torch.zeros_like(p) for p in params]
+        self.buffers: list[torch.Tensor] = []  # made at the first step, on the parameters' device
 
     @torch.no_grad()
     def step(self) -> None:
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             return
+        if not self.buffers:
+            self.buffers = [torch.zeros_like(p) for p in self.params]
         for buf, g in zip(self.buffers, grads, strict=True):
             buf.mul_(self.momentum).add_(g, alpha=1 - self.momentum)
         rms = torch.sqrt(torch.mean(torch.cat([b.flatten() for b in self.buffers]) ** 2)) + 1e-12

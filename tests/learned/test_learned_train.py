@@ -106,3 +106,18 @@ def test_dense_warm_start(digits_space: SearchSpace) -> None:
                       dense_state=dense.state_dict(), num_threads=1)
     assert sum(p.numel() for p in out.model.parameters()) == count_params(digits_space, out.ranks)
     assert "finetune" not in out.phases
+
+
+def test_gate_optimizer_keeps_relative_gradients() -> None:
+    """One normalised step: every gate moves lr * g / rms(g), so gradient ratios survive (Adam's
+    first step would move every coordinate by lr alike)."""
+    from ranksearch.learned.train import GateOptimizer
+
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
+    opt = GateOptimizer([a, b], lr=0.1, momentum=0.0)
+    a.grad, b.grad = torch.tensor([1.0, 2.0]), torch.tensor([-4.0])
+    opt.step()
+    rms = (torch.tensor([1.0, 4.0, 16.0]).mean()).sqrt()
+    assert torch.allclose(torch.cat([a.detach(), b.detach()]), -0.1 * torch.tensor([1.0, 2.0, -4.0]) / rms)
+    with pytest.raises(ValueError, match="lr=0"):
+        GateOptimizer([a], lr=0)
