@@ -46,6 +46,20 @@ class _SliceGate(nn.Module):
         return w * self._source().view(shape)
 
 
+class _SlicesAsLists:
+    """Mixed into a parametrized ParameterList: a slice is a plain list of the (gated) tensors.
+
+    ParameterList builds a slice as a new ParameterList and wraps every entry in a new
+    Parameter, a leaf: the layers that slice their cores (TR halves, chain plans) would then see
+    the gated values but pass no gradient to the cores or the gates.
+    """
+
+    def __getitem__(self, idx: Any) -> Any:
+        if isinstance(idx, slice):
+            return [self[i] for i in range(*idx.indices(len(self)))]  # type: ignore[index, arg-type]
+        return super().__getitem__(idx)  # type: ignore[misc]
+
+
 class GatedNet(nn.Module):
     """`net` with one gate per (rank element, slice); forward = net's forward under the gates.
 
@@ -102,6 +116,8 @@ class GatedNet(nn.Module):
                 parametrize.register_parametrization(
                     module, site.slot.name, _SliceGate(self._gate_source(group), site.axis, ndim))
                 self._sites.append((name, site, group))
+                if isinstance(module, nn.ParameterList) and not isinstance(module, _SlicesAsLists):
+                    module.__class__ = type(f"Gated{type(module).__name__}", (_SlicesAsLists, type(module)), {})
         self._fixed = sum(p.numel() for p in self.net.parameters()) - sum(
             math.prod(shape) for _, _, shape, _ in self._tensors)
         if self.kind == "ard":

@@ -209,3 +209,22 @@ def test_layout_mismatch_names_the_layer() -> None:
     layout = RankLayout.per_position(nn.Sequential(_layer("tt", "linear", rank=4)))
     with pytest.raises(ValueError, match=r"layer '0' has ranks \(3,\)"):
         GatedNet(net, layout)
+
+
+@pytest.mark.parametrize("fmt,kind", CASES)
+@pytest.mark.parametrize("batch", [1, 64])
+def test_gradients_reach_every_factor_and_gate(fmt: str, kind: str, batch: int) -> None:
+    """Both forward paths (small batches contract core by core, large ones merge halves or
+    rebuild the weight) must pass gradients to the stored factors and to the gates; a slice of a
+    parametrized ParameterList made of fresh leaf Parameters once cut them silently."""
+    layer = _layer(fmt, kind)
+    gated = _gated(layer).train()
+    x = torch.randn(batch, *_input(kind).shape[1:], generator=torch.Generator().manual_seed(4))
+    gated(x).square().sum().backward()
+    for name, p in gated.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    for gate in gated.gates:  # half open: test-time gate 0.5, where it has a gradient
+        gate.set_log_alpha(torch.zeros(gate.raw.numel()))
+    gated.eval()(x).square().sum().backward()
+    for gate in gated.gates:
+        assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in gate.parameters())
