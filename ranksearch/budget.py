@@ -109,3 +109,32 @@ def trials_for(budget: Budget, *, trial_samples: float, n_train_full: int | None
         return int(budget.amount)
     per_trial = max(1.0, trial_samples * max(expected_fraction, 1e-9))
     return int(min(cap, max(1, math.floor(budget.samples(n_train_full) / per_trial))))
+
+
+class CostLimit:
+    """A cost budget in training samples, enforced while trials are proposed.
+
+    A new trial may start when what finished trials consumed, plus what each running trial may
+    still consume (its full budget, or more if it already reported more), plus the new trial's
+    full budget stays within the limit. Trials stopped early by a scheduler give back what they
+    did not use, so later trials can start.
+    """
+
+    def __init__(self, limit_samples: float, trial_samples: float, *, spent: float = 0.0) -> None:
+        if trial_samples <= 0:
+            raise BudgetError("a cost budget needs the size of one trial in samples (got "
+                              f"{trial_samples}); give the budget in trials")
+        self.limit = float(limit_samples)
+        self.trial_samples = float(trial_samples)
+        self.spent = float(spent)  # finished trials and overhead (the dense warm start)
+
+    def allows(self, running: list[float]) -> bool:
+        """May one more trial start, with these running trials (samples seen so far each)?"""
+        committed = self.spent + sum(max(self.trial_samples, seen) for seen in running)
+        return committed + self.trial_samples <= self.limit + 1e-9
+
+    def finish(self, samples: float) -> None:
+        self.spent += max(0.0, float(samples))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"limit_samples": self.limit, "spent_samples": self.spent, "trial_samples": self.trial_samples}

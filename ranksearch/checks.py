@@ -26,7 +26,7 @@ def check_space(
     space: str | os.PathLike[str] | SearchSpace,
     *,
     strategy: str | None = None,
-    budget: int | None = None,
+    budget: int | str | None = None,
     seed: int | None = None,
     options: Mapping[str, Any] | None = None,
     check_data: bool = True,
@@ -49,7 +49,7 @@ def check_space(
     return effective
 
 
-def _with_overrides(base: SearchSpace, *, strategy: str | None, budget: int | None, seed: int | None,
+def _with_overrides(base: SearchSpace, *, strategy: str | None, budget: int | str | None, seed: int | None,
                     options: Mapping[str, Any] | None) -> SearchSpace:
     from ranksearch.space import SearchSpace
 
@@ -59,8 +59,14 @@ def _with_overrides(base: SearchSpace, *, strategy: str | None, budget: int | No
     if strategy is not None and (not isinstance(strategy, str) or not strategy.strip()):
         raise SettingError("strategy", "must be a strategy name", value=strategy,
                            hint=f"use one of: {', '.join(_strategy_names())}")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
-        raise SettingError("budget", "must be a whole number of trials, at least 1", value=budget)
+    if budget is not None:
+        from ranksearch.budget import BudgetError, parse_budget
+
+        try:
+            budget = parse_budget(budget).to_json()
+        except BudgetError as exc:
+            raise SettingError("budget", str(exc).split(": ", 1)[-1], value=budget,
+                               hint="e.g. 40 (trials), 600ep (full-epoch equivalents), 2e6samples") from None
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise SettingError("seed", "must be an integer", value=seed)
     name = strategy or spec.name
@@ -105,7 +111,8 @@ def _check_strategy(space: SearchSpace, *, from_argument: bool, options_from_arg
     check_seeds(space)
     opts = dict(spec.options)
     if "budget" in valid and "budget" not in opts:
-        opts["budget"] = spec.budget
+        # a cost budget is turned into trials when the search starts; any count makes the strategy
+        opts["budget"] = spec.trial_budget or 100
     try:
         strategies.get(spec.name, space, seed=space.seed, **opts)  # bad option values fail here
     except SpaceError as exc:

@@ -188,6 +188,8 @@ def _report_search(outcome: Any) -> None:
                                       f"{outcome.n_trials} trials (hypervolume {outcome.hypervolume:.4f})")
     out.print(f"search {outcome.name}: {outcome.status}, {outcome.n_ok} ok, {outcome.n_failed} failed, "
               f"{outcome.seconds['total']:.0f} s; experiment folder {outcome.location}", highlight=False)
+    if outcome.cost.get("samples_consumed") is not None:
+        out.print(_cost_line(outcome.cost), highlight=False)
     out.print(f"MLflow: experiment '{outcome.experiment}', run {outcome.parent_run_id}; browse with "
               f"`{browse_hint(outcome.tracking_uri)}`", highlight=False)
     if outcome.status == "interrupted":
@@ -205,7 +207,9 @@ def _search_exit(outcome: Any) -> None:
 def run(
     space_file: SpaceArg,
     strategy: Annotated[str | None, typer.Option(help="Strategy name (default: the space's).")] = None,
-    budget: Annotated[int | None, typer.Option(help="Number of trials (default: the space's).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="Trials (40), full-epoch equivalents (600ep) or training samples (2e6samples); "
+             "default: the space's.")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials at once (default: resources.max_concurrent).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the strategy, data split and training (default: the space's).")] = None,
     name: Annotated[str | None, typer.Option(help="Search name (default: SPACE-STRATEGY-TIME).")] = None,
@@ -222,7 +226,8 @@ def run(
                                       name=name, tracking_uri=tracking_uri, address=address, storage=storage,
                                       retries=retries)
     s = prepared.settings
-    err.print(f"search {s.name}: {s.strategy}, budget {s.budget}, {s.workers} at once; experiment folder "
+    budget_text = f"budget {s.cost_budget} (planned for about {s.budget} trials)" if s.cost_budget else f"budget {s.budget}"
+    err.print(f"search {s.name}: {s.strategy}, {budget_text}, {s.workers} at once; experiment folder "
               f"{prepared.storage.display(s.name)}; MLflow {s.tracking_uri}", highlight=False)
     with sigterm_as_interrupt():
         outcome = service.run_prepared(prepared, show_progress=not quiet, console=err)
@@ -275,10 +280,13 @@ def _cost_line(cost: dict[str, Any]) -> str:
     """Search cost under the front: samples and full-training-set epoch equivalents."""
     if cost.get("samples_consumed") is None:
         return "search cost: not recorded (a search from before cost accounting)"
-    line = f"search cost: {cost['samples_consumed']:,} training samples over {cost['finished_trials']} trials"
+    line = f"search cost: {int(cost['samples_consumed']):,} training samples over {cost['finished_trials']} trials"
     if cost.get("epoch_equivalents") is not None:
         line += (f" = {cost['epoch_equivalents']:.2f} epoch equivalents "
                  f"(samples / {cost['n_train_full']:,}, the full training set before the validation carve)")
+    if cost.get("budget") and cost.get("limit_samples"):
+        line += (f"; budget {cost['budget']}: {cost['spent_samples'] / cost['limit_samples']:.0%} of "
+                 f"{cost['limit_samples']:,.0f} samples spent")
     return line
 
 
@@ -372,7 +380,9 @@ def submit(
     space_file: SpaceArg,
     address: AddressOpt = None,
     strategy: Annotated[str | None, typer.Option(help="Strategy name (default: the space's).")] = None,
-    budget: Annotated[int | None, typer.Option(help="Number of trials (default: the space's).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="Trials (40), full-epoch equivalents (600ep) or training samples (2e6samples); "
+             "default: the space's.")] = None,
     workers: Annotated[int | None, typer.Option(help="Trials at once (default: resources.max_concurrent).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the space's).")] = None,
     name: Annotated[str | None, typer.Option(help="Search name (default: SPACE-STRATEGY-TIME).")] = None,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ranksearch.errors import RanksearchError, ServiceError, SettingError
+from ranksearch.errors import RanksearchError, ServiceError, SettingError, SpaceError
 from ranksearch.rankconfig import (
     MODEL_ARTIFACT_DIR,
     MODEL_FILE,
@@ -133,7 +133,7 @@ def prepare_search(
     space: str | os.PathLike[str] | SearchSpace,
     *,
     strategy: str | None = None,
-    budget: int | None = None,
+    budget: int | str | None = None,
     workers: int | None = None,
     seed: int | None = None,
     name: str | None = None,
@@ -159,7 +159,10 @@ def prepare_search(
     effective = check_space(space, strategy=strategy, budget=budget, seed=seed, options=options,
                             check_data=check_data)
     spec = effective.config.strategy
-    strategy, budget, seed, opts = spec.name, spec.budget, effective.seed, dict(spec.options)
+    strategy, seed, opts = spec.name, effective.seed, dict(spec.options)
+    budget, cost_budget = _planned_trials(effective, check_data), None
+    if spec.cost_budget.is_cost:
+        cost_budget = str(spec.cost_budget)
     resources = effective.config.resources
     workers = resources.max_concurrent if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -177,12 +180,31 @@ def prepare_search(
             raise SettingError("name", f"is taken: a search of that name exists in {store.uri}", value=name,
                                hint=f"continue it with `ranksearch resume {name}`, or choose another name")
     settings = SearchSettings(
-        name=name, strategy=strategy, budget=budget, seed=seed, workers=workers,
+        name=name, strategy=strategy, budget=budget, cost_budget=cost_budget, seed=seed, workers=workers,
         storage=store.uri if store.is_local else _storage_spec(store), options=opts,
         max_failures=retries, tracking_uri=tracking, address=address,
         cpus_per_trial=resources.cpus_per_trial, gpus_per_trial=resources.gpus_per_trial,
     )
     return PreparedSearch(effective, settings, store)
+
+
+def _planned_trials(space: SearchSpace, check_data: bool) -> int:
+    """The trials the strategy plans for; a cost budget is turned into a trial count from the
+    recipe and the data (where the data cannot be read here, e.g. a cluster job's, a large cap:
+    the cost limit, enforced on the cluster, ends the search)."""
+    from ranksearch.training import planned_trials
+
+    spec = space.config.strategy
+    if spec.trial_budget is not None:
+        return spec.trial_budget
+    try:
+        return planned_trials(space)
+    except Exception as exc:  # noqa: BLE001 - data not readable here
+        if check_data:
+            raise SpaceError(f"cannot size the cost budget {spec.budget}: {exc}", file=space.source,
+                             field="strategy.budget", value=spec.budget,
+                             hint="set strategy.max_trials, or give the budget in trials") from None
+        return 10_000
 
 
 def check_address(address: str | None, *, timeout: float = 3.0) -> None:

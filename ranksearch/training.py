@@ -183,6 +183,35 @@ def full_train_size(space: SearchSpace) -> int:
     return n
 
 
+def trial_samples(space: SearchSpace) -> int:
+    """Training samples one trial consumes when it runs to its full budget: epochs x the
+    training split (after `training.subset`), or steps x batch size."""
+    training = space.config.training
+    if training.epochs is None:
+        return int(training.steps or 0) * int(training.batch_size)
+    splits = training_subset(get_splits(space), training.subset, seed=space.seed)
+    return int(training.epochs) * len(splits.train.y)
+
+
+def planned_trials(space: SearchSpace) -> int:
+    """How many trials a strategy plans for: the trial budget, `strategy.max_trials`, or, under a
+    cost budget, the budget over one trial's expected cost (lowered by MO-ASHA's rungs)."""
+    from ranksearch.budget import expected_epochs, trials_for
+
+    spec = space.config.strategy
+    if spec.trial_budget is not None:
+        return spec.trial_budget
+    fraction = 1.0
+    sched, epochs = space.config.scheduler, space.config.training.epochs
+    if sched is not None and sched.name == "mo_asha" and epochs:
+        from ranksearch.tune.scheduler import rung_epochs
+
+        milestones = rung_epochs(sched.grace_epochs, sched.reduction_factor, epochs)
+        fraction = expected_epochs(epochs, milestones, sched.reduction_factor) / epochs
+    return trials_for(spec.cost_budget, trial_samples=trial_samples(space), n_train_full=full_train_size(space),
+                      expected_fraction=fraction)
+
+
 # -- optimisation recipe --------------------------------------------------------------------------
 def _make_optimizer(params: list[nn.Parameter], spec: OptimizerSpec) -> torch.optim.Optimizer:
     if spec.name == "adam":

@@ -35,3 +35,17 @@ def test_cost_in_samples_and_trial_estimates():
     assert trials_for(b, trial_samples=9 * 1000, n_train_full=1000,
                       expected_fraction=expected_epochs(9, [1, 3], 3) / 9) == 38
     assert trials_for(parse_budget(12), trial_samples=1, n_train_full=None) == 12
+
+
+def test_cost_limit_admits_a_trial_only_when_its_full_cost_fits():
+    from ranksearch.budget import CostLimit
+
+    limit = CostLimit(1000, 300, spent=150)  # 150 spent already (a dense warm start)
+    assert limit.allows([])  # 150 + 300 <= 1000
+    assert limit.allows([0])  # 150 + 300 (running) + 300 (new) = 750
+    assert not limit.allows([0, 0])  # 750 committed, no room for another 300
+    limit.finish(100)  # one was stopped early by a scheduler: it gives back what it did not use
+    assert limit.allows([0])  # 250 + 300 + 300 = 850
+    assert not limit.allows([500])  # a trial past its nominal cost counts what it used: 1050
+    with pytest.raises(BudgetError):
+        CostLimit(1000, 0)

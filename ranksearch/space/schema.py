@@ -6,11 +6,14 @@ first validation error into a `SpaceError` naming the field, the value and what 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ranksearch.errors import SpaceError
+
+if TYPE_CHECKING:
+    from ranksearch.budget import Budget
 
 FormatName = Literal["tr", "tt", "tucker", "cp"]
 OBJECTIVE_NAMES = ("val_accuracy", "params", "compression_ratio", "flops", "latency")
@@ -187,10 +190,36 @@ class StrategySpec(_Frozen):
     """
 
     name: str = "random"
-    budget: int = Field(20, ge=1)
+    #: trials (40), full-epoch equivalents ("600ep") or training samples ("2e6 samples")
+    budget: int | str = 20
+    #: the trials a strategy plans for under a cost budget (estimated from the recipe when unset)
+    max_trials: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
     seeds: tuple[tuple[int, ...] | Literal["equal", "effective"], ...] = ()
     seed_count: int = Field(5, ge=1)
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget(cls, v: Any) -> int | str:
+        from ranksearch.budget import BudgetError, parse_budget
+
+        try:
+            return parse_budget(v).to_json()
+        except BudgetError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def cost_budget(self) -> Budget:
+        """The budget as a `ranksearch.budget.Budget` (trials, epochs or samples)."""
+        from ranksearch.budget import parse_budget
+
+        return parse_budget(self.budget)
+
+    @property
+    def trial_budget(self) -> int | None:
+        """The number of trials to plan for: the budget itself, or `max_trials` under a cost
+        budget (None: to be estimated from the recipe and the data, `training.planned_trials`)."""
+        return int(self.budget) if isinstance(self.budget, int) else self.max_trials
 
     @field_validator("seeds", mode="before")
     @classmethod

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ranksearch.archive import FrontArchive
+    from ranksearch.budget import CostLimit
     from ranksearch.space import SearchSpace
     from ranksearch.tracking import SearchTracker
     from ranksearch.tune.searcher import StrategySearcher
@@ -51,6 +52,9 @@ _TUNE_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "TUNE_WARN_SLOW_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "600",
     "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter at verbose=0 prints nothing at all
+    # Tune's experiment checkpoint (its trial table and our searcher's state) is never read:
+    # a search resumes from its own record. Write it rarely instead of every few seconds.
+    "TUNE_GLOBAL_CHECKPOINT_S": "600",
 }
 
 
@@ -60,7 +64,7 @@ class SearchSettings:
 
     name: str
     strategy: str
-    budget: int
+    budget: int  # trials the strategy plans for (the whole budget when it counts trials)
     seed: int
     workers: int
     storage: str
@@ -71,6 +75,8 @@ class SearchSettings:
     address: str | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    #: a budget in full-epoch equivalents or samples ("600ep"), enforced by the adapter
+    cost_budget: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -597,7 +603,7 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
                 tuner.fit()
                 t_fit1 = time.perf_counter()
         unfinished = state.unfinished_trials
-        done = strategy.is_finished() and not unfinished
+        done = (strategy.is_finished() or searcher.budget_spent) and not unfinished
         status = "finished" if done else "interrupted"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -626,7 +632,9 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
         seconds={"startup": t_fit0 - t_start, "fit": t_fit1 - t_fit0, "total": t_end - t_start},
         trials=session.trial_table(),
         stats=_stats(session, searcher, tracker),
-        cost={**tracker.search_cost(), "n_train_full": tracker.train_size},
+        cost={**tracker.search_cost(), "n_train_full": tracker.train_size, "finished_trials": len(state.order),
+              **({"budget": settings.cost_budget, **searcher.cost_limit.to_dict()}
+                 if searcher is not None and searcher.cost_limit is not None else {})},
     )
 
 
@@ -725,6 +733,23 @@ def _seed(space: SearchSpace, strategy: Any, storage: Storage, dense_path: str |
     display.event(f"{len(strategy.seeds)} seed configurations go first")
 
 
+def _cost_limit(space: SearchSpace, settings: SearchSettings, state: SearchState) -> CostLimit | None:
+    """The cost budget in samples, less what the record says was spent (resume) and the dense
+    warm start; None for a budget in trials."""
+    if not settings.cost_budget:
+        return None
+    from ranksearch.budget import CostLimit, parse_budget
+    from ranksearch.training import full_train_size, trial_samples
+
+    spent = float(state.overhead_samples)
+    for rec in state.finished_trials:
+        result = rec.trial_result()
+        samples = result.metrics.get("samples_seen") if result else None
+        spent += float(samples) if samples is not None and math.isfinite(float(samples)) else 0.0
+    limit = parse_budget(settings.cost_budget).samples(full_train_size(space))
+    return CostLimit(limit, trial_samples(space), spent=spent)
+
+
 def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, session: _Session,
                 strategy: Any, requeue: list[Requeued],
                 dense_path: str | None = None) -> tuple[Any, StrategySearcher]:
@@ -737,7 +762,8 @@ def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, 
     from ranksearch.tune.trainable import train_trial
 
     searcher = StrategySearcher(strategy, max_concurrent=settings.workers,
-                                next_index=session.state.next_index, requeue=requeue, listener=session)
+                                next_index=session.state.next_index, requeue=requeue, listener=session,
+                                cost_limit=_cost_limit(space, settings, session.state))
     scheduler = make_scheduler(space, session.state.scheduler_state, on_record=session.on_rung)
     if scheduler is not None and session.state.scheduler_header is None:
         session.state.scheduler_header = scheduler.ledger.layout()

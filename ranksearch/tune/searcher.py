@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ray.tune.search import Searcher
 
+from ranksearch.budget import CostLimit
 from ranksearch.trial import TrialResult
 from ranksearch.tune.state import Requeued
 from ranksearch.tune.trainable import FINAL_KEY
@@ -69,11 +70,14 @@ class StrategySearcher(Searcher):
         next_index: int = 1,
         requeue: Iterable[Requeued] = (),
         listener: SearchListener | None = None,
+        cost_limit: CostLimit | None = None,
         metric: str = "val_accuracy",
         mode: str = "max",
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.strategy = strategy
+        self.cost_limit = cost_limit
+        self.budget_spent = False  # a cost budget ended the search
         self.space: SearchSpace = strategy.space
         self.max_concurrent = max_concurrent
         self.listener = listener
@@ -119,6 +123,12 @@ class StrategySearcher(Searcher):
         if self._finished or self.strategy.is_finished():
             self._finished = True
             return Searcher.FINISHED
+        if self.cost_limit is not None and not self.cost_limit.allows(
+                [float(self._samples.get(t, 0)) for t in self._live]):
+            if not self._live and not self._awaiting_reason:  # nothing left that could free budget
+                self._finished = self.budget_spent = True
+                return Searcher.FINISHED
+            return None
         ranks = self.strategy.ask()
         if ranks is None:
             if not self._live and not self._awaiting_reason and not self.strategy.is_finished():
@@ -196,6 +206,9 @@ class StrategySearcher(Searcher):
         as usual."""
         t0 = time.perf_counter()
         self._told.add(rs_id)
+        if self.cost_limit is not None:
+            self.cost_limit.finish(_num(result.metrics.get("samples_seen")) if math.isfinite(
+                _num(result.metrics.get("samples_seen"))) else float(self._samples.get(tune_id, 0)))
         error: Exception | None = None
         try:
             self.strategy.tell(rs_id, result)

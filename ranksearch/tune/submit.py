@@ -470,7 +470,7 @@ def search_request(
     storage: str,
     tracking_uri: str,
     strategy: str | None = None,
-    budget: int | None = None,
+    budget: int | str | None = None,
     workers: int | None = None,
     seed: int | None = None,
     name: str | None = None,
@@ -507,7 +507,7 @@ def search_request(
         shutil.copyfile(space_path, dest)
         space_arg, upload = dest.name, str(staging_dir)
     args = ["run", space_arg, "--name", s.name, "--storage", storage, "--tracking-uri", tracking_uri,
-            "--strategy", s.strategy, "--budget", str(s.budget), "--workers", str(s.workers),
+            "--strategy", s.strategy, "--budget", str(s.cost_budget or s.budget), "--workers", str(s.workers),
             "--seed", str(s.seed), "--retries", str(retries)]
     env = {"MLFLOW_TRACKING_URI": tracking_uri, STORAGE_ENV: storage, **dict(env_vars or {})}
     request = JobRequest(
@@ -517,7 +517,7 @@ def search_request(
         submission_id=_submission_id(s.name, "run"),
         metadata={f"{META_PREFIX}kind": "run", f"{META_PREFIX}search": s.name, f"{META_PREFIX}storage": storage,
                   f"{META_PREFIX}tracking_uri": tracking_uri, f"{META_PREFIX}space": prepared.space.name,
-                  f"{META_PREFIX}strategy": s.strategy, f"{META_PREFIX}budget": str(s.budget)},
+                  f"{META_PREFIX}strategy": s.strategy, f"{META_PREFIX}budget": str(s.cost_budget or s.budget)},
     )
     return request, s.name
 

@@ -175,6 +175,29 @@ def test_search_with_mo_asha_prunes_and_finishes_its_budget(ray_runtime, tmp_pat
     assert {t for t in rung if not restored.promoted(1, t)} >= set(pruned)
 
 
+@pytest.mark.ray
+@pytest.mark.mlflow
+def test_a_budget_in_epochs_is_spent_and_not_exceeded(ray_runtime, tmp_path, tracking):
+    from ranksearch import service
+    from ranksearch.training import full_train_size, trial_samples
+
+    space = write_space(tmp_path / "space.yaml", epochs=2, budget=20,
+                        scheduler={"name": "mo_asha", "grace_epochs": 1, "reduction_factor": 3})
+    prepared = service.prepare_search(space, budget="9ep", workers=2, name="ep", storage=str(tmp_path / "store"),
+                                      tracking_uri=tracking)
+    loaded = prepared.space
+    per_trial, n_full = trial_samples(loaded), full_train_size(loaded)
+    assert prepared.settings.cost_budget == "9ep" and loaded.config.strategy.budget == "9ep"
+    # planned for the expected cost of a trial under the rungs (1 epoch, then a third go on)
+    assert prepared.settings.budget == int(9 * n_full / (per_trial * (1 + 1 / 3) / 2))
+    outcome = service.run_prepared(prepared, show_progress=False)
+    assert outcome.status == "finished" and 3 <= outcome.n_trials < prepared.settings.budget
+    spent = outcome.cost["samples_consumed"]
+    assert spent <= 9 * n_full  # never past the budget
+    assert spent + per_trial > 9 * n_full - per_trial  # and stopped only when a trial no longer fit
+    assert outcome.cost["budget"] == "9ep" and outcome.cost["spent_samples"] == spent
+
+
 # -- dense warm start (training.init: dense) --------------------------------------------------------
 @pytest.mark.ray
 @pytest.mark.mlflow

@@ -136,6 +136,21 @@ def test_a_strategy_that_raises_in_tell_is_reported_and_the_search_goes_on(make,
     assert s.suggest("C")["trial_id"] == "t0003"
 
 
+def test_a_cost_limit_stops_proposing_when_the_next_trial_would_not_fit(make):
+    from ranksearch.budget import CostLimit
+
+    s, rec = make(budget=50, max_concurrent=4, cost_limit=CostLimit(1000, 300))
+    assert s.suggest("A") and s.suggest("B") and s.suggest("C")
+    assert s.suggest("D") is None  # 3 x 300 committed: a fourth would pass 1000
+    s.on_trial_complete("A", {**final(0.8), "samples_seen": 100})  # stopped early: 200 back
+    assert s.suggest("D")["trial_id"] == "t0004"  # 100 + 3 x 300 = 1000
+    assert s.suggest("E") is None
+    for tid in ("B", "C", "D"):
+        s.on_trial_complete(tid, {**final(0.8), "samples_seen": 300})
+    assert s.suggest("E") == FINISHED and s.budget_spent  # 1000 spent: nothing fits any more
+    assert s.cost_limit.spent == 1000 and not s.strategy.is_finished()
+
+
 def test_errored_trial_is_told_failed_with_its_reason(make):
     s, rec = make()
     s.suggest("A")
