@@ -2,12 +2,12 @@
 
 Rule: an element keeps as many slices as its gates expect to keep (hard-concrete: the sum of the
 keep probabilities, rounded; ARD: slices with variance above the threshold), rounded up to the
-element's next allowed value, taking the best-scored slices. Under a parameter budget, elements then step down
-one allowed value at a time, always dropping the lowest-scored slice left among the elements
-that can still shrink, until the exact count fits. The pruned layers are new instances of the
-same classes at those ranks, holding the kept slices of the trained factors with the
-deterministic gate values folded in, so the pruned net computes what the gated net computes in
-eval mode with the other slices closed.
+element's next allowed value, taking the best-scored slices. Under a parameter budget, elements
+then step down one allowed value at a time, always dropping the lowest-scored slice left among
+the elements that can still shrink, until the exact count fits (and, with `fill`, grow back
+while it still fits). The pruned layers are new instances of the same classes at those ranks,
+holding the kept slices of the trained factors with the gate multipliers folded in (fold='gate':
+the pruned net computes what the gated net computes in eval mode with the other slices closed).
 """
 
 from __future__ import annotations

@@ -5,10 +5,14 @@ trained dense net), gated (`GatedNet`) and trained with the space's recipe plus 
 
 - `strength` s: loss + s * E[params] / dense params (the expected l0 count, weighted by what
   each slice costs, exact in closed form from the gates' keep probabilities);
-- `target_compression` c: the constraint E[params] <= dense params / c by an augmented
-  Lagrangian on g = E[params] / target - 1 (held at 0): loss + lam * g + mu/2 * g^2, with
-  lam <- lam + dual_step * g after every step. The pruning rule then fills the target from below
-  in the gates' order (see `prune.choose_ranks`).
+- `target_compression` c: E[params] held at dense params / c by an augmented Lagrangian on
+  g = E[params] / target - 1: loss + lam * g + mu/2 * g^2, lam <- lam + dual_step * g after
+  every step, the target annealed down from the upper ranks' count (`BudgetPenalty`). The
+  pruning rule then trims and fills to the target in the gates' order (`prune.choose_ranks`).
+
+The gates are trained by their own optimizer (Adam by default, `gate_lr`), outside the net's;
+the hard-concrete gates are ordered per element with shared noise (see `HardConcreteGate`), and
+with `rescale` each bond keeps its scale as slices close (`GatedNet.multiplier`).
 
 The ARD prior adds prior_weight times its negative log prior divided by the training-set size.
 The net is pruned at the learned ranks (closed-form count checked against the built model) and
