@@ -63,6 +63,7 @@ def _augment_pad(h: int) -> int:
     return 4 if h >= 32 else 2
 
 Callback = Callable[[dict[str, Any]], Any]
+Regularizer = Callable[[], torch.Tensor]  # extra loss term, called once per training step
 Log = Callable[[str], Any]
 
 
@@ -379,8 +380,9 @@ class _Trainer:
                  seed: int, device: torch.device, callback: Callback | None,
                  checkpoint_dir: str | os.PathLike[str] | None, evaluate_test: bool,
                  measure_latency: bool, max_epochs: int | None, log: Log | None,
-                 teacher: nn.Module | None = None) -> None:
+                 teacher: nn.Module | None = None, regularizer: Regularizer | None = None) -> None:
         self.model = model
+        self.regularizer = regularizer
         self.teacher = teacher
         self.splits = splits
         self.training = training
@@ -500,8 +502,9 @@ class _Trainer:
                     soft = self.teacher(xb)
                 loss = (1 - training.distill) * loss + training.distill * _distill_loss(
                     logits, soft, training.distill_temperature)
+            total = loss if self.regularizer is None else loss + self.regularizer()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             if training.grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, training.grad_clip)
             optimizer.step()
@@ -637,7 +640,7 @@ def train_model(model: nn.Module, splits: DataSplits, training: TrainingSpec, *,
                 checkpoint_dir: str | os.PathLike[str] | None = None, evaluate_test: bool = False,
                 measure_latency: bool = True, max_epochs: int | None = None,
                 log: Log | None = None, num_threads: int | None = None,
-                teacher: nn.Module | None = None) -> TrainOutcome:
+                teacher: nn.Module | None = None, regularizer: Regularizer | None = None) -> TrainOutcome:
     """Train `model` in place on `splits.train` for `training`'s budget, selecting on `splits.val`.
 
     - `device`: overrides `training.device` ('auto' -> CUDA when available).
@@ -652,6 +655,8 @@ def train_model(model: nn.Module, splits: DataSplits, training: TrainingSpec, *,
       spans the full budget so a later resume continues the same run.
     - `teacher`: the network `training.distill` distils from (left unchanged; required when
       distill > 0).
+    - `regularizer()`: an extra loss term added to every step's loss before the backward pass
+      (e.g. a rank penalty); the reported losses stay the data loss.
     - `num_threads`: torch intra-op threads for this run (restored afterwards). Set it to the
       trial's CPU share when trials run side by side: oversubscribed OpenMP threads spin and
       can make small models several times slower.
@@ -678,7 +683,7 @@ def train_model(model: nn.Module, splits: DataSplits, training: TrainingSpec, *,
     trainer = _Trainer(model, splits, training, seed=int(seed), device=dev, callback=callback,
                        checkpoint_dir=checkpoint_dir, evaluate_test=evaluate_test,
                        measure_latency=measure_latency, max_epochs=max_epochs, log=log,
-                       teacher=teacher if training.distill > 0 else None)
+                       teacher=teacher if training.distill > 0 else None, regularizer=regularizer)
     cuda_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
         if dev.type == "cuda" else []
     threads = torch.get_num_threads()
