@@ -76,6 +76,32 @@ def validate(
 
 
 @app.command()
+def strategies(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+) -> None:
+    """The registered strategies (built-in and installed plugins) and their typed options."""
+    from ranksearch import strategies as registry
+
+    entries = registry.catalog()
+    if as_json:
+        print(json.dumps(entries, default=str))
+        return
+    for entry in entries:
+        out.print(f"[bold]{entry['name']}[/bold]  {entry['summary']}")
+        if entry.get("error"):
+            out.print(f"  cannot be loaded: {entry['error']}", highlight=False)
+            continue
+        table = Table(show_header=True, box=None, padding=(0, 2))
+        for col in ("option", "type", "default", "what it does"):
+            table.add_column(col, overflow="fold")
+        for o in entry["options"]:
+            table.add_row(o["name"], str(o.get("type", "")), repr(o.get("default")), str(o.get("help", "")))
+        if entry["options"]:
+            out.print(table)
+        out.print()
+
+
+@app.command()
 def inspect(
     space_file: SpaceArg,
     ranks: RanksOpt = None,
@@ -167,14 +193,17 @@ def _print_front(rows: list[dict[str, Any]], *, title: str) -> None:
     from ranksearch.service import front_rows
 
     table = Table(title=title)
-    for col in ("trial", "ranks", "val_acc", "params", "compression", "FLOPs", "trial run id"):
+    every = bool(rows) and "state" in rows[0]  # `front --all`: every trial, marked
+    extra = ("state", "front") if every else ()
+    for col in ("trial", *extra, "ranks", "val_acc", "params", "compression", "FLOPs", "trial run id"):
         table.add_column(col, justify="right" if col in {"val_acc", "params", "compression", "FLOPs"} else "left",
                          overflow="fold")  # ranks and run ids wrap on narrow terminals, never get cut
     for r in front_rows(rows):
         def num(v: Any, fmt: str) -> str:
             return format(v, fmt) if isinstance(v, (int, float)) else "-"
 
-        table.add_row(str(r["trial_id"]), ",".join(map(str, r["ranks"])), num(r["val_accuracy"], ".4f"),
+        marks = (r["state"], "*" if r["on_front"] else "") if every else ()
+        table.add_row(str(r["trial_id"]), *marks, ",".join(map(str, r["ranks"])), num(r["val_accuracy"], ".4f"),
                       num(r["params"], ",.0f"), num(r["compression_ratio"], ".1f") + "x",
                       num(r["flops"], ",.0f"), str(r["run_id"] or "-"))
     out.print(table)
@@ -258,6 +287,8 @@ def resume(
 def front(
     search: Annotated[str, typer.Argument(help="Search name, folder, s3:// URI or MLflow run id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    every: Annotated[bool, typer.Option("--all", help="Every trial, failed and stopped ones included "
+                                        "(marked), with the front's members starred.")] = False,
     tracking_uri: TrackingOpt = None,
     storage: StorageOpt = None,
 ) -> None:
@@ -266,13 +297,17 @@ def front(
     from ranksearch.tracking import load_search_cost
 
     ref = service.locate_search(search, tracking_uri=tracking_uri, storage=storage)
-    rows = service.front(ref.parent_run_id, tracking_uri=ref.tracking_uri)
+    if every:
+        rows = service.all_trials(ref.parent_run_id, tracking_uri=ref.tracking_uri)
+    else:
+        rows = service.front(ref.parent_run_id, tracking_uri=ref.tracking_uri)
     cost = load_search_cost(ref.parent_run_id, ref.tracking_uri)
     if as_json:
         print(json.dumps({"search": ref.name, "search_run_id": ref.parent_run_id,
-                          "front": service.front_rows(rows), **cost}))
+                          "trials" if every else "front": service.front_rows(rows), **cost}))
         return
-    _print_front(rows, title=f"Pareto front of {ref.name} ({len(rows)} trials)")
+    what = "Trials" if every else "Pareto front"
+    _print_front(rows, title=f"{what} of {ref.name} ({len(rows)} trials)")
     out.print(_cost_line(cost), highlight=False)
 
 

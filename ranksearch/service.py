@@ -513,6 +513,20 @@ class _MlflowModelSink:
         self._uploader.close(timeout)
 
 
+def all_trials(search: str, *, tracking_uri: str | None = None, storage: str | None = None) -> list[dict[str, Any]]:
+    """Every trial of a search, oldest first, each with `on_front` (the tracker's tag) and a
+    `state` for people: ok, failed, running or 'stopped at epoch k' (pruned by a scheduler;
+    pruned trials never enter the front of completed trials)."""
+    from ranksearch.tracking import load_trials
+
+    ref = locate_search(search, tracking_uri=tracking_uri, storage=storage)
+    rows = load_trials(ref.parent_run_id, ref.tracking_uri)
+    for r in rows:
+        r["on_front"] = bool(r.get("pareto_optimal"))
+        r["state"] = (f"stopped at epoch {int(r['fidelity'] or 0)}" if r["status"] == "pruned" else r["status"])
+    return rows
+
+
 def front_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Front entries flattened for display and JSON: ranks, accuracy, params, compression, FLOPs."""
     out = []
@@ -523,5 +537,6 @@ def front_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "val_accuracy": m.get("val_accuracy"), "params": m.get("params"),
             "compression_ratio": m.get("compression_ratio"), "flops": m.get("flops"),
             "latency": m.get("latency"),
+            **({"state": r["state"], "on_front": r.get("on_front", False)} if "state" in r else {}),
         })
     return out

@@ -160,3 +160,23 @@ def test_validate_can_leave_the_data_folder_to_the_cluster(tmp_path, capsys):
     assert code == 2 and "data.path" in err and "/mnt/cluster-only/fashion" in err
     main(["validate", str(path), "--no-data-check"])  # returns: no exit status to raise
     assert "valid" in capsys.readouterr().out
+
+
+def test_strategies_lists_every_registered_strategy_with_typed_options(capsys):
+    from ranksearch import strategies
+
+    main(["strategies", "--json"])
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["name"] for e in entries] == strategies.available()
+    pstrn = next(e for e in entries if e["name"] == "pstrn")
+    population = next(o for o in pstrn["options"] if o["name"] == "population")
+    assert population["default"] == 30 and "int" in population["type"] and population["help"]
+    main(["strategies"])
+    text = capsys.readouterr().out
+    assert "pstrn" in text and "population" in text and "bayes" in text
+
+
+def test_budget_in_epochs_is_read_and_a_bad_one_is_refused(tmp_path, capsys):
+    code, _, err = run_cli(["run", str(SPACES / "quickstart_digits.yaml"), "--budget", "12 parsecs",
+                            "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "--budget" in err and "600ep" in err and "Traceback" not in err

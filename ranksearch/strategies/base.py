@@ -106,7 +106,12 @@ class Strategy:
             seed = int(np.random.SeedSequence().entropy % (2**32))
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
-        budget = space.config.strategy.budget if budget is None else budget
+        if budget is None:
+            budget = space.config.strategy.trial_budget
+            if budget is None:
+                raise StrategyError(
+                    f"strategy '{self.name}': the space's budget {space.config.strategy.budget!r} is a "
+                    "cost; give the trials to plan for (budget=N, or strategy.max_trials in the space)")
         if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
             raise StrategyError(f"strategy '{self.name}': budget must be a positive integer, "
                                 f"got {budget!r}")

@@ -154,6 +154,14 @@ def test_search_with_mo_asha_prunes_and_finishes_its_budget(ray_runtime, tmp_pat
         if by_status[tid] == "ok":
             assert run.data.metrics["samples_seen"] == 3 * per_epoch
 
+    # pruned trials stay visible, marked, and never on the front of completed trials
+    every = {r["trial_id"]: r for r in service.all_trials(outcome.parent_run_id, tracking_uri=outcome.tracking_uri)}
+    assert sorted(every) == sorted(by_status)
+    for tid in pruned:
+        assert every[tid]["state"] == "stopped at epoch 1" and not every[tid]["on_front"]
+    front_ids = {r["trial_id"] for r in outcome.front}
+    assert front_ids and front_ids == {t for t, r in every.items() if r["on_front"]}
+
     # search cost: the parent's total is the sum over trials, pruned ones counted partially
     total = sum(r.data.metrics["samples_seen"] for r in children)
     cost = load_search_cost(outcome.parent_run_id, outcome.tracking_uri)
