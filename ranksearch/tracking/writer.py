@@ -18,8 +18,10 @@ All writes after `start()` go through the `Delivery` queue (ranksearch.tracking.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +34,7 @@ from ranksearch.tracking import schema as S
 from ranksearch.tracking.delivery import MAX_BACKOFF, Ctx, Delivery, RunRef, Terminate, Text, now_ms
 from ranksearch.tracking.delivery import Create as CreateRun
 from ranksearch.tracking.masking import mask_secrets
+from ranksearch.tracking.remote import ProcessDelivery
 from ranksearch.tracking.store import (
     TrackingError,
     child_runs,
@@ -75,6 +78,7 @@ class SearchTracker:
         artifact_interval: float = 15.0,
         start_timeout: float = 30.0,
         train_size: int | None = None,
+        delivery: str | None = None,
     ) -> None:
         self.space = space
         self.archive = archive if archive is not None else FrontArchive.for_space(space)
@@ -108,9 +112,16 @@ class SearchTracker:
         self._overhead = 0  # samples spent outside trials (the dense warm start)
         self._reopened = False
         self._finished = False
-        self._delivery = Delivery(uri=self.tracking_uri, flush_interval=flush_interval, retry_for=retry_for,
-                                  artifact_interval=artifact_interval, snapshot=self._snapshot,
-                                  render=self._artifact_files, upload=self._upload)
+        # "thread": the write queue's worker runs here; "process": in a child process, off this
+        # interpreter's lock (what a search driver uses: see tracking/remote.py).
+        mode = delivery or os.environ.get("RANKSEARCH_TRACKING_DELIVERY") or "thread"
+        if mode not in ("thread", "process"):
+            raise ValueError(f"delivery must be 'thread' or 'process', got {mode!r}")
+        kind = ProcessDelivery if mode == "process" else Delivery
+        self._delivery = kind(uri=self.tracking_uri, flush_interval=flush_interval, retry_for=retry_for,
+                              artifact_interval=artifact_interval, snapshot=self._snapshot,
+                              render=functools.partial(render_front_files, elements=tuple(self.elements)),
+                              upload=functools.partial(upload_front_files, parent=self._parent))
         self._lock = self._delivery.lock
         self.stats = self._delivery.stats
 
@@ -494,34 +505,6 @@ class SearchTracker:
             },
         }
 
-    def _artifact_files(self, snapshot: dict[str, Any]) -> dict[str, bytes]:
-        from ranksearch import frontviz
-
-        title = f"{snapshot['space']} — {snapshot['run_name']}"
-        files = {
-            "front.json": json.dumps(snapshot["front_doc"], indent=1, default=str).encode(),
-            "history.json": json.dumps(snapshot["history"], default=str).encode(),
-        }
-        renderers = {
-            "front.html": lambda: frontviz.front_html(
-                snapshot["points"], snapshot["front_ids"], title=title, element_names=self.elements).encode(),
-            "front.png": lambda: frontviz.front_png(snapshot["points"], snapshot["front_ids"], title=title),
-            "history.png": lambda: frontviz.history_png(snapshot["history"], title=title),
-        }
-        for name, render in renderers.items():
-            try:
-                files[name] = render()
-            except Exception:  # a plotting problem must not stop the front's data from landing
-                log.exception("could not draw %s/%s", S.FRONT_DIR, name)
-        return files
-
-    def _upload(self, ctx: Ctx, files: dict[str, bytes]) -> None:
-        with tempfile.TemporaryDirectory(prefix="ranksearch-front-") as tmp:
-            for name, data in files.items():
-                Path(tmp, name).write_bytes(data)
-            ctx.calls += len(files)
-            ctx.client.log_artifacts(self.parent_run_id, tmp, S.FRONT_DIR)
-
     # -- what gets logged on the parent -----------------------------------------------------------
     def _strategy_name(self) -> str:
         strategy = getattr(getattr(self.space, "config", None), "strategy", None)
@@ -589,3 +572,35 @@ def _samples_of(result: TrialResult) -> int:
     v = finite(result.metrics.get("samples_seen"))
     return int(v) if v is not None and v > 0 else 0
 
+
+def render_front_files(snapshot: dict[str, Any], *, elements: tuple[str, ...]) -> dict[str, bytes]:
+    """The front's files from a snapshot: front.json, history.json and the pictures (a drawing
+    that fails is left out, never the data). Module-level: it may run in the tracking process."""
+    from ranksearch import frontviz
+
+    title = f"{snapshot['space']} — {snapshot['run_name']}"
+    files = {
+        "front.json": json.dumps(snapshot["front_doc"], indent=1, default=str).encode(),
+        "history.json": json.dumps(snapshot["history"], default=str).encode(),
+    }
+    renderers = {
+        "front.html": lambda: frontviz.front_html(
+            snapshot["points"], snapshot["front_ids"], title=title, element_names=list(elements)).encode(),
+        "front.png": lambda: frontviz.front_png(snapshot["points"], snapshot["front_ids"], title=title),
+        "history.png": lambda: frontviz.history_png(snapshot["history"], title=title),
+    }
+    for name, render in renderers.items():
+        try:
+            files[name] = render()
+        except Exception:  # a plotting problem must not stop the front's data from landing
+            log.exception("could not draw %s/%s", S.FRONT_DIR, name)
+    return files
+
+
+def upload_front_files(ctx: Ctx, files: dict[str, bytes], *, parent: RunRef) -> None:
+    """Upload the front's files under the search's parent run."""
+    with tempfile.TemporaryDirectory(prefix="ranksearch-front-") as tmp:
+        for name, data in files.items():
+            Path(tmp, name).write_bytes(data)
+        ctx.calls += len(files)
+        ctx.client.log_artifacts(parent.run_id, tmp, S.FRONT_DIR)

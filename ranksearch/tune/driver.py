@@ -554,6 +554,7 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
                 "max_failures": settings.max_failures},
         tags={"ranksearch.search_name": settings.name, "ranksearch.storage": storage.display(settings.name)},
         train_size=_train_size(space), archive=archive,
+        delivery=os.environ.get("RANKSEARCH_TRACKING_DELIVERY", "process"),  # MLflow's CPU off Tune's loop
     )
     parent_run_id = tracker.start()
     state.parent_run_id = parent_run_id

@@ -204,19 +204,21 @@ def tracking_experiment(info) -> str:
     return info["client"].get_experiment(info["parent"].info.experiment_id).name
 
 
-def test_search_against_local_sqlite(fake_space, local_store, tmp_path):
+@pytest.mark.parametrize("delivery", ["thread", "process"])
+def test_search_against_local_sqlite(fake_space, local_store, tmp_path, delivery):
     from ranksearch.tracking import SearchTracker, find_search
 
     space = fake_space("local_search", OPTIONS)
     trials = synthetic_trials(seed=1, failed=(2,), pruned=())
     uri = f"sqlite:///{local_store / 'mlflow.db'}"
-    tracker = SearchTracker(space, tracking_uri=uri, flush_interval=0.1)
+    tracker = SearchTracker(space, tracking_uri=uri, flush_interval=0.1, delivery=delivery)
     run_search(tracker, trials)
     info = check_search(uri, tracker.parent_run_id, trials, tmp_path / "dl", "local_search")
     # artifacts sit next to the database, not in the working directory
     assert list((local_store / "mlartifacts").rglob("front.json"))
     assert find_search("local_search", uri) == tracker.parent_run_id  # by experiment name
     assert info["front"]
+    assert all(tracker.run_id(t) for t, _ in trials)  # run ids reach the driver from either writer
 
 
 def test_plain_folder_store(fake_space, local_store):
@@ -285,12 +287,14 @@ def test_resume_continues_without_duplicates(live_server, fake_space, tmp_path):
 
 
 @pytest.mark.slow
-def test_server_outage_loses_nothing(live_server, fake_space, tmp_path):
+@pytest.mark.parametrize("delivery", ["thread", "process"])
+def test_server_outage_loses_nothing(live_server, fake_space, tmp_path, delivery):
     from ranksearch.tracking import SearchTracker
 
     space = fake_space("outage_search", OPTIONS)
     trials = synthetic_trials(n=12, seed=5, failed=(6,), pruned=(9,))
-    tracker = SearchTracker(space, tracking_uri=live_server.url, flush_interval=0.2, retry_for=300)
+    tracker = SearchTracker(space, tracking_uri=live_server.url, flush_interval=0.2, retry_for=300,
+                            delivery=delivery)
     tracker.start()
     for tid, result in trials[:4]:
         log_trial(tracker, tid, result)
@@ -307,6 +311,7 @@ def test_server_outage_loses_nothing(live_server, fake_space, tmp_path):
     assert tracker.flush() is False  # still down: says so, does not hang
     while time.monotonic() - down_at < 10:
         time.sleep(0.5)
+    time.sleep(0.5)  # the tracking process reports its counters every 0.2 s
     assert tracker.stats["failed_attempts"] >= 3
     assert tracker.pending_writes > 0
     assert slowest < 0.25, f"a tracker call blocked for {slowest:.3f} s during the outage"
@@ -445,3 +450,33 @@ def test_load_front_reads_tags_then_snapshot_then_rebuilds(fake_space, local_sto
     assert ids() == {doc["front"][0]["trial_id"]}
     snapshot.unlink()
     assert ids() == expected  # rebuilt from the stored results
+
+
+def test_process_writer_works_from_a_script_without_a_main_guard(tmp_path):
+    """The tracking process is a plain subprocess, not multiprocessing's spawn (which re-runs
+    the caller's main script): a user's script without `if __name__ == "__main__"` works."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "from ranksearch.space import load_space\n"
+        "from ranksearch.tracking import SearchTracker\n"
+        "from ranksearch.trial import TrialResult\n"
+        f"space = load_space({str(Path(__file__).resolve().parents[2] / 'search_spaces' / 'quickstart_digits.yaml')!r})\n"
+        f"t = SearchTracker(space, tracking_uri={str(tmp_path / 'mlruns')!r}, delivery='process')\n"
+        "t.start()\n"
+        "ranks = (3,) * space.n_ranks\n"
+        "t.trial_started('t1', ranks, {})\n"
+        "t.trial_finished('t1', TrialResult(ranks, metrics={'val_accuracy': 0.9, 'params': 500.0}))\n"
+        "t.finish()\n"
+        "print('RUN', t.parent_run_id, t.run_id('t1'), t.stats['ops'])\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RUN"))
+    _, parent, child, ops = line.split()
+    assert parent != "None" and child != "None" and int(ops) >= 4
+    from ranksearch.tracking import load_trials
+
+    rows = load_trials(parent, str(tmp_path / "mlruns"))
+    assert [r["trial_id"] for r in rows] == ["t1"] and rows[0]["run_status"] == "FINISHED"
