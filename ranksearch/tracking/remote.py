@@ -254,7 +254,9 @@ def _child_main(conn: Any, settings: dict[str, Any], render: Callable, upload: C
                 snap = snapshots.pop(rid, None)
         finally:
             delivery.lock.acquire()
-        return _with_run_ids(snap, refs)
+        with refs_lock:
+            known = dict(refs)
+        return _with_run_ids(snap, known)
 
     def render_or_skip(snap: Any) -> dict[str, bytes]:
         return render(snap) if snap is not None else {}
@@ -265,17 +267,22 @@ def _child_main(conn: Any, settings: dict[str, Any], render: Callable, upload: C
     refs: dict[str, RunRef] = {}
     reported: dict[str, str | None] = {}
 
+    refs_lock = threading.Lock()  # the main loop adds refs while the reporter reads them
+
     def ref_for(key: str, run_id: str | None) -> RunRef:
-        ref = refs.get(key)
-        if ref is None:
-            ref = refs[key] = RunRef(key, run_id)
-        elif ref.run_id is None and run_id is not None:
+        with refs_lock:
+            ref = refs.get(key)
+            if ref is None:
+                ref = refs[key] = RunRef(key, run_id)
+        if ref.run_id is None and run_id is not None:
             ref.run_id = run_id
         return ref
 
     def report() -> None:
         # Run ids the driver does not know yet, and the queue's state.
-        for key, ref in list(refs.items()):
+        with refs_lock:
+            items = list(refs.items())
+        for key, ref in items:
             if ref.run_id is not None and reported.get(key) != ref.run_id:
                 reported[key] = ref.run_id
                 send(("run_id", key, ref.run_id))
@@ -285,7 +292,10 @@ def _child_main(conn: Any, settings: dict[str, Any], render: Callable, upload: C
 
     def reporter() -> None:
         while not stop.is_set():
-            report()
+            try:
+                report()
+            except Exception:  # a reporting bug must not stop the reports that follow
+                log.exception("tracking process: report failed")
             stop.wait(0.2)
 
     stop = threading.Event()
