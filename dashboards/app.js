@@ -102,6 +102,11 @@ function runUrl(ui, experimentId, runId) {
   return ui ? `${ui}/#/experiments/${experimentId}/runs/${runId}` : null;
 }
 
+function stoppedText(t, i) {
+  const k = t.fidelity[i];
+  return k ? `stopped at epoch ${Math.round(k)}` : "stopped early";
+}
+
 function statusBadge(search) {
   const status = search.status || "unknown";
   return h("span", {class: `badge ${status}`}, search.live ? h("span", {class: "live-dot"}) : null, status);
@@ -249,7 +254,8 @@ class SearchView {
 
   hoverText(i) {
     const t = this.data.trials;
-    const lines = [`<b>trial ${t.trial_id[i]}</b>${t.front[i] ? " · on the front" : ""}`];
+    const lines = [`<b>trial ${t.trial_id[i]}</b>${t.front[i] ? " · on the front" : ""}${
+      t.status[i] === "pruned" ? ` · ${stoppedText(t, i)}` : ""}`];
     for (const name of this.data.metric_names) {
       const v = this.metric(name, i);
       if (v !== null && v !== undefined) lines.push(`${name} = ${fmt(v, name)}`);
@@ -277,6 +283,11 @@ class SearchView {
       && ys[i] !== undefined && !(this.logX && xs[i] <= 0) && !(this.logY && ys[i] <= 0);
     const dominated = [];
     for (let i = 0; i < n; i++) if (!t.front[i] && usable(i)) dominated.push(i);
+    // trials a scheduler stopped: shown at their partial accuracy, never part of the front
+    const shownStopped = (i) => t.status[i] === "pruned" && xs[i] !== null && ys[i] !== null && xs[i] !== undefined
+      && ys[i] !== undefined && !(this.logX && xs[i] <= 0) && !(this.logY && ys[i] <= 0);
+    const stopped = [];
+    for (let i = 0; i < n; i++) if (shownStopped(i)) stopped.push(i);
     const front = this.frontOrder().filter(usable);
     const pick = (idx) => ({x: idx.map((i) => xs[i]), y: idx.map((i) => ys[i]),
       hovertext: idx.map((i) => this.hover[i]), customdata: idx});
@@ -291,6 +302,10 @@ class SearchView {
       {type: "scatter", mode: "markers", name: "selected", showlegend: false, hoverinfo: "skip",
         marker: {size: 20, color: "rgba(0,0,0,0)", line: {color: "#102a43", width: 2.5}},
         x: selIdx.map((i) => xs[i]), y: selIdx.map((i) => ys[i])},
+      // last, so the traces above keep their places
+      {type: "scatter", mode: "markers", name: `stopped early (${stopped.length})`, visible: stopped.length ? true : "legendonly",
+        marker: {color: MUTED_COLOR, size: 7, symbol: "x-thin", line: {color: MUTED_COLOR, width: 1.5}, opacity: 0.7},
+        hoverinfo: "text", ...pick(stopped)},
     ];
   }
 
@@ -491,7 +506,7 @@ class SearchView {
     this.panelEl.replaceChildren(
       h("h2", {}, `Trial ${tid}`),
       h("div", {}, h("span", {class: `badge ${t.front[i] ? "failed" : ""}`}, t.front[i] ? "on the front" : "dominated"),
-        " ", h("span", {class: "badge"}, t.status[i])),
+        " ", h("span", {class: "badge"}, t.status[i] === "pruned" ? stoppedText(t, i) : t.status[i])),
       h("dl", {id: "trial-metrics"}, this.data.metric_names.filter((n) => this.metric(n, i) !== null)
         .map((n) => [h("dt", {}, n), h("dd", {}, fmt(this.metric(n, i), n))])),
       h("h2", {}, "Ranks"),

@@ -257,7 +257,9 @@ def synthetic_results(space: SearchSpace, n: int, *, seed: int = 0, skew: float 
         if failed_every and i % failed_every == failed_every - 1:
             out.append((tid, TrialResult(ranks, status="failed", error="RuntimeError: loss is NaN at epoch 2")))
         elif pruned_every and i % pruned_every == pruned_every - 1:
-            out.append((tid, TrialResult(ranks, status="pruned", metrics={"val_accuracy": acc * 0.7}, fidelity=2)))
+            # as a scheduler's stop reports it: partial accuracy, exact costs
+            out.append((tid, TrialResult(ranks, status="pruned", metrics={**metrics, "val_accuracy": acc * 0.7},
+                                         fidelity=2)))
         else:
             out.append((tid, TrialResult(ranks, metrics=metrics, fidelity=space.config.training.epochs,
                                          info={"generation": i // 10})))

@@ -237,15 +237,18 @@ class PstrnBench:
 
     def candidates(self, strategy: str) -> list[list[int]]:
         """The most accurate members of the completed trials' (accuracy, compression) front."""
-        from ranksearch.pareto import non_dominated_mask
+        from ranksearch.archive import front_of
+        from ranksearch.objectives import Objectives
+        from ranksearch.trial import TrialResult
 
         rows = [r for r in self.state["searches"][strategy]["trials"]
-                if r["status"] == "ok" and r["val_accuracy"] is not None
-                and r["params"] is not None and r["params"] <= self.max_params]
-        if not rows:
-            return []
-        mask = non_dominated_mask([[-float(r["val_accuracy"]), float(r["params"])] for r in rows])
-        front = sorted((r for r, keep in zip(rows, mask, strict=True) if keep),
+                if r["status"] == "ok" and r["val_accuracy"] is not None and r["params"] is not None]
+        objectives = Objectives.from_pairs([("val_accuracy", "max"), ("params", "min")],
+                                           max_params=self.max_params)
+        results = [(str(i), TrialResult(tuple(r["ranks"]), metrics={"val_accuracy": float(r["val_accuracy"]),
+                                                                   "params": float(r["params"])}))
+                   for i, r in enumerate(rows)]
+        front = sorted((rows[int(i)] for i in front_of(objectives, results)),
                        key=lambda r: -float(r["val_accuracy"]))
         return [r["ranks"] for r in front[: self.args.final_top]]
 

@@ -72,6 +72,9 @@ def test_highlighted_points_equal_mlflow_front(page, dashboard, searches, stack,
     assert len(front) == int(parent.data.metrics["front_size"]) > 2
     ok = sum(r.ok for r in s.results.values())
     assert len(front) + len(css(page, DOMINATED_POINTS)) == ok
+    # Trials a scheduler stopped are drawn apart (at their partial accuracy), never on the front.
+    stopped = css(page, "#scatter .scatterlayer .trace:nth-of-type(4) path.point")
+    assert len(stopped) == sum(r.status == "pruned" for r in s.results.values()) > 0
     # Joined: the front trace draws a line through its points.
     assert css(page, "#scatter .scatterlayer .trace:nth-of-type(2) path.js-line")
     assert page.find_element("id", "front-size").text == str(len(front))
