@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from ranksearch.errors import RanksearchError
+from ranksearch.objectives import LOG_SCALE_METRICS
+from ranksearch.objectives import finite as finite_number
 
-#: Metrics read on a log10 scale when distances between points matter.
-LOG_SCALE_METRICS = frozenset({"params", "compression_ratio", "flops"})
 #: The objectives a knee is taken over when none are given: the search plane of this project.
 DEFAULT_OBJECTIVES: tuple[tuple[str, str], ...] = (("val_accuracy", "max"), ("compression_ratio", "max"))
 
@@ -440,17 +440,6 @@ def min_subject_to(rows: Sequence[Mapping[str, Any]], metric: str, *conditions: 
 # -- helpers --------------------------------------------------------------------------------------
 def _is_name(token: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z_][\w.]*", token))
-
-
-def finite_number(v: Any) -> float | None:
-    """`v` as a finite float, or None for booleans, non-numbers, NaN and infinities."""
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _fmt(v: float) -> str:

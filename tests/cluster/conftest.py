@@ -149,10 +149,28 @@ class LocalStack:
         return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def search_state(self, name: str) -> dict[str, Any] | None:
+        """The search's record as `ranksearch resume` reads it (header + event log on S3), as a
+        plain dict: status, parent_run_id, order, trials; None before it exists."""
+        import os
+
+        from ranksearch.tune.state import SearchState
+        from ranksearch.tune.storage import Storage
+
+        saved = {k: os.environ.get(k) for k in self.keys}
+        os.environ.update(self.keys)
         try:
-            return self.read_json(f"{self.search_prefix(name)}search.json")
+            state = SearchState.load(Storage.parse(self.storage), name)
         except Exception:  # noqa: BLE001 - not written yet
             return None
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return {"status": state.status, "parent_run_id": state.parent_run_id, "order": list(state.order),
+                "trials": {tid: rec.to_dict() for tid, rec in state.trials.items()},
+                "settings": state.settings}
 
     def tune_trials(self, name: str) -> dict[str, list[dict[str, Any]]]:
         """Per ranksearch trial id: Tune's record of each attempt (its last result and failures),

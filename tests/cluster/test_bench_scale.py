@@ -50,5 +50,8 @@ def test_windows_compare_the_first_and_last_trials():
     w = scale.windows(marks, size=10)
     assert w["size"] == 10 and w["first"]["cpu_seconds_per_trial"] == pytest.approx(0.01)
     assert w["cpu_ratio_last_to_first"] == pytest.approx(1.0) and w["last"]["trials_per_second"] == pytest.approx(1.0)
+    own = scale.windows([(float(i), 0.01 * i, 0.002 * i) for i in range(41)], size=10)
+    assert own["first"]["own_cpu_seconds_per_trial"] == pytest.approx(0.002)
+    assert own["own_cpu_ratio_last_to_first"] == pytest.approx(1.0)
     growing = [(float(i), 0.001 * i * i) for i in range(41)]
     assert scale.windows(growing, size=10)["cpu_ratio_last_to_first"] > 3

@@ -73,8 +73,14 @@ def test_highlighted_points_equal_mlflow_front(page, dashboard, searches, stack,
     ok = sum(r.ok for r in s.results.values())
     assert len(front) + len(css(page, DOMINATED_POINTS)) == ok
     # Trials a scheduler stopped are drawn apart (at their partial accuracy), never on the front.
-    stopped = css(page, "#scatter .scatterlayer .trace:nth-of-type(4) path.point")
-    assert len(stopped) == sum(r.status == "pruned" for r in s.results.values()) > 0
+    traces = page.execute_script("return document.getElementById('scatter').data.map("
+                                 "t => [t.name, t.x.length, t.customdata])")
+    n_pruned = sum(r.status == "pruned" for r in s.results.values())
+    stopped = [t for t in traces if t[0].startswith("stopped early")]
+    assert len(stopped) == 1 and stopped[0][1] == n_pruned > 0
+    front_trace = [t for t in traces if t[0].startswith("Pareto front")][0]
+    assert not set(stopped[0][2]) & set(front_trace[2])
+    assert len(css(page, "#scatter .scatterlayer path.point")) == len(front) + len(css(page, DOMINATED_POINTS)) + n_pruned
     # Joined: the front trace draws a line through its points.
     assert css(page, "#scatter .scatterlayer .trace:nth-of-type(2) path.js-line")
     assert page.find_element("id", "front-size").text == str(len(front))
