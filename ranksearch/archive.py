@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ranksearch.objectives import Objectives, search_plane
-from ranksearch.pareto import plane_hypervolume
+from ranksearch.pareto import dominates, plane_hypervolume
 from ranksearch.trial import TrialResult
 
 
@@ -170,18 +170,6 @@ class FrontArchive:
         p = self._points[trial_id]
         return {"trial_id": trial_id, "ranks": list(p.result.ranks), "status": p.result.status,
                 "metrics": dict(p.metrics), "fidelity": p.result.fidelity, "info": dict(p.result.info)}
-
-
-def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    """`a` no worse everywhere and better somewhere (minimisation); plain Python: an archive
-    compares short tuples, where numpy's call overhead would dominate."""
-    better = False
-    for x, y in zip(a, b, strict=True):
-        if x > y:
-            return False
-        if x < y:
-            better = True
-    return better
 
 
 def _plane_min(plane: tuple[float, float] | None) -> tuple[float, float]:

@@ -46,9 +46,18 @@ def _as_matrix(F: Any) -> np.ndarray:
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """True when `a` is no worse than `b` everywhere and better somewhere (minimisation)."""
-    a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return bool(np.all(a_ <= b_) and np.any(a_ < b_))
+    """True when `a` is no worse than `b` everywhere and better somewhere (minimisation).
+
+    Plain Python: callers compare short vectors one pair at a time (the front archive does on
+    every insert), where numpy's per-call overhead would dominate; matrices go through
+    `non_dominated_sort` / `non_dominated_mask`."""
+    better = False
+    for x, y in zip(a, b, strict=True):
+        if x > y:
+            return False
+        if x < y:
+            better = True
+    return better
 
 
 def _domination_matrix(F: np.ndarray) -> np.ndarray:

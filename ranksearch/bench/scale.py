@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -398,7 +399,7 @@ def bare_tune(trials: int, concurrent: int, epochs: int, workdir: Path) -> dict[
     class RandomRanks(Searcher):
         def __init__(self) -> None:
             super().__init__(metric="val_accuracy", mode="max")
-            self.rng = __import__("random").Random(0)
+            self.rng = random.Random(0)
             self.count = 0
 
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:

@@ -206,9 +206,8 @@ class StrategySearcher(Searcher):
         as usual."""
         t0 = time.perf_counter()
         self._told.add(rs_id)
-        if self.cost_limit is not None:
-            self.cost_limit.finish(_num(result.metrics.get("samples_seen")) if math.isfinite(
-                _num(result.metrics.get("samples_seen"))) else float(self._samples.get(tune_id, 0)))
+        if self.cost_limit is not None:  # every told result carries what it consumed
+            self.cost_limit.finish(float(result.metrics.get("samples_seen", 0.0)))
         error: Exception | None = None
         try:
             self.strategy.tell(rs_id, result)
