@@ -210,12 +210,16 @@ class JobsClient:
         text = self.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         text = text.rstrip(".")
         low = str(exc).lower()
-        if "401" in low or "403" in low or "authentication" in low or "unauthorized" in low or "forbidden" in low:
-            hint = (f" The cluster wants a token: set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to its token "
-                    f"file (token used: {self.auth.source}).")
-        elif any(w in low for w in ("connect", "refused", "timed out", "resolve", "unreachable")):
+        # Connection failures first: their text carries the port, and a port such as 40401 must not
+        # read as an HTTP 401. Status codes match only as whole numbers.
+        if isinstance(exc, ConnectionError) or "connectionerror" in type(exc).__name__.lower() or any(
+                w in low for w in ("connect", "refused", "max retries", "timed out", "resolve", "unreachable")):
             hint = (f" Is the Ray dashboard up and reachable at {self.address} (port "
                     f"{DEFAULT_DASHBOARD_PORT} on the head node, e.g. through `ray dashboard` or a tunnel)?")
+        elif re.search(r"\b(401|403)\b", low) or any(w in low for w in ("authentication", "unauthorized",
+                                                                        "forbidden")):
+            hint = (f" The cluster wants a token: set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to its token "
+                    f"file (token used: {self.auth.source}).")
         elif "does not exist" in low or "not found" in low or "404" in low:
             hint = " List the cluster's jobs with `ranksearch jobs list`."
         else:

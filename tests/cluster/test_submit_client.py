@@ -254,6 +254,21 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
+@pytest.mark.parametrize("port", [40401, 40403, 8265])
+def test_a_refused_connection_is_never_read_as_an_auth_failure(port):
+    """A port such as 40401 sits in the connection error's text; it is not an HTTP 401."""
+    import requests
+
+    client = submit.JobsClient(f"http://127.0.0.1:{port}", env={"RAY_AUTH_TOKEN": TOKEN})
+    refused = requests.ConnectionError(f"HTTPConnectionPool(host='127.0.0.1', port={port}): Max retries "
+                                       "exceeded with url: /api/v0/nodes (Caused by NewConnectionError: "
+                                       "Failed to establish a new connection: [Errno 111] Connection refused)")
+    message = str(client._error("cannot list the nodes through", refused))
+    assert "dashboard up and reachable" in message and "wants a token" not in message
+    denied = str(client._error("cannot list the nodes through", RuntimeError("HTTP 401 Unauthorized")))
+    assert "wants a token" in denied and TOKEN not in denied
+
+
 def test_cli_submit_fails_fast_with_clear_messages(tmp_path):
     space = write_space(tmp_path / "space.yaml", epochs=1, budget=1)
     out = _cli("submit", str(space), "--storage", "s3://b/s", "--tracking-uri", "http://m:5000")
