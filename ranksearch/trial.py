@@ -27,6 +27,8 @@ class TrialResult:
     fidelity_unit: str = "epochs"
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: the hyperparameter values the trial trained with (canonical: active ones only)
+    hparams: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ranks", tuple(int(r) for r in self.ranks))
@@ -51,6 +53,7 @@ class TrialResult:
             "fidelity_unit": self.fidelity_unit,
             "error": self.error,
             "info": dict(self.info),
+            "hparams": dict(self.hparams),
         }
 
     @classmethod
@@ -58,5 +61,5 @@ class TrialResult:
         return cls(
             ranks=tuple(d["ranks"]), status=d.get("status", "ok"), metrics=dict(d.get("metrics", {})),
             fidelity=d.get("fidelity", 0.0), fidelity_unit=d.get("fidelity_unit", "epochs"),
-            error=d.get("error"), info=dict(d.get("info", {})),
+            error=d.get("error"), info=dict(d.get("info", {})), hparams=dict(d.get("hparams") or {}),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -166,6 +167,14 @@ class SearchSpace:
         self.elements: tuple[RankElement, ...] = _build_elements(cfg, layers, resolved)
         self.fixed_params = self.dense_params - sum(lay.dense_params for lay in self.layers)
         self.fixed_flops = self.dense_flops - sum(lay.dense_flops for lay in self.layers)
+        from ranksearch.space.hyper import build_hyper
+
+        #: The searched training settings (empty when the space searches ranks only).
+        self.hyper = build_hyper(cfg)
+
+    def trial_config(self, hparams: Mapping[str, Any] | None = None) -> SpaceConfig:
+        """The config a trial with these hyperparameter values trains under."""
+        return self.hyper.apply(self.config, hparams or {}) if self.hyper else self.config
 
     def layer_ranks(self, ranks: tuple[int, ...] | list[int]) -> dict[str, tuple[int, ...]]:
         """Expand a rank vector into each tensorized layer's own rank tuple."""

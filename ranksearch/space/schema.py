@@ -277,6 +277,27 @@ class SchedulerSpec(_Frozen):
     fidelity: Literal["epochs"] = "epochs"
 
 
+class HyperParamSpec(_Frozen):
+    """One entry of the `hyperparameters:` block (validated further by `space.hyper`).
+
+    float `{low, high, log, step}`, int `{low, high, step, log}` (inferred when both bounds are
+    whole numbers; `type` overrides), categorical `{choices}`; `when: {param: value | [values]}`
+    makes it exist only under another parameter's choice; `default` (else the recipe's own value,
+    else the middle level); `levels`: grid points for strategies that search a grid (9 for a
+    float range, at most 16 for an int range).
+    """
+
+    type: Literal["float", "int", "categorical"] | None = None
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple[Any, ...] | None = None
+    when: dict[str, Any] | None = None
+    default: Any = None
+    levels: int | None = Field(None, ge=2, le=64)
+
+
 class SpaceConfig(_Frozen):
     """The YAML file's content, validated. `SearchSpace` wraps it with the resolved layout."""
 
@@ -300,6 +321,8 @@ class SpaceConfig(_Frozen):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     hypervolume: HypervolumeSpec = Field(default_factory=HypervolumeSpec)
     scheduler: SchedulerSpec | None = None
+    # Training-recipe (or user-function) settings searched with the ranks; see `space.hyper`.
+    hyperparameters: dict[str, HyperParamSpec] = Field(default_factory=dict)
 
     @field_validator("objectives")
     @classmethod

@@ -38,6 +38,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -58,10 +59,13 @@ __all__ = ["ACCURACY", "COST_OBJECTIVES", "Observation", "Proposal", "Strategy",
 
 
 class Proposal(NamedTuple):
-    """A configuration to evaluate plus the strategy's bookkeeping for it (generation, phase...)."""
+    """A configuration to evaluate (ranks plus hyperparameter values) and the strategy's
+    bookkeeping for it (generation, phase...)."""
 
     ranks: RankConfig
     info: dict[str, Any]
+    #: hyperparameter values, canonical (`SearchSpace.hyper.canonical`); empty for rank-only spaces
+    hparams: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class Observation:
     fidelity: float
     asked: bool  # the strategy proposed these ranks and was waiting for them
     result: TrialResult = field(repr=False, compare=False)
+    hparams: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Strategy:
@@ -425,7 +430,8 @@ class Strategy:
                                     f"configurations but only {limit} were allowed")
         if not self._queue:
             return None
-        ranks, info = self._queue.popleft()
+        proposal = self._queue.popleft()
+        ranks, info = proposal.ranks, proposal.info
         self.n_asked += 1
         self._outstanding[ranks] = self._outstanding.get(ranks, 0) + 1
         if info:
