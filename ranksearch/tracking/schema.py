@@ -7,10 +7,11 @@ place. Layout (see DESIGN.md, "MLflow layout"):
 
 - parent run = one search: tags `ranksearch.kind=search`, status, space, strategy, objectives,
   constraints, rank element names, hypervolume reference; params (strategy, options, budget,
-  seed, ...); metrics `hypervolume`, `front_size` and the search cost at step = finished
+  seed, ...) and one param `hp_domain.<name>` per hyperparameter (its domain as JSON, as the
+  space's `hyperparameters:` block writes it); metrics `hypervolume`, `front_size` and the search cost at step = finished
   trials; artifacts `space.yaml` and `pareto/{front.json,history.json,front.html,front.png}`.
 - child run = one trial (tag `mlflow.parentRunId`): params = one per rank element plus a JSON
-  copy (`ranks`); per-epoch metrics at step = epoch; final metrics; tags `trial_id`, the
+  copy (`ranks`), and one `hp.<name>` per hyperparameter value the trial trained with; per-epoch metrics at step = epoch; final metrics; tags `trial_id`, the
   trial status, the full result as JSON (exact read-back), strategy bookkeeping, and
   `pareto_optimal` = true/false as the search's front archive last decided.
 """
@@ -47,6 +48,8 @@ TAG_ERROR = "error"
 PARAM_RANKS = "ranks"
 PARAM_DENSE = "dense_params"
 PARAM_N_TRAIN = "n_train_full"
+PARAM_HP = "hp."  # child run: hp.<name> = a hyperparameter value the trial trained with
+PARAM_HP_DOMAIN = "hp_domain."  # parent run: hp_domain.<name> = that hyperparameter's domain (JSON)
 # -- parent metrics (step = finished trials) ------------------------------------------------------
 METRIC_HYPERVOLUME = "hypervolume"
 METRIC_FRONT_SIZE = "front_size"
@@ -174,6 +177,51 @@ def rank_params(elements: Sequence[str], ranks: Sequence[int]) -> dict[str, str]
     return params
 
 
+def hparam_params(hparams: Mapping[str, Any]) -> dict[str, str]:
+    """One child-run param `hp.<name>` per hyperparameter value (numbers as `repr` text, so a
+    float reads back exactly)."""
+    return {key(f"{PARAM_HP}{name}"): text(repr(v) if isinstance(v, float) else v, MAX_PARAM_LEN)
+            for name, v in hparams.items()}
+
+
+def hparam_domain_params(domains: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """One parent-run param `hp_domain.<name>` per hyperparameter (`HyperSpace.to_dict()`)."""
+    return {key(f"{PARAM_HP_DOMAIN}{name}"): text(json.dumps(dict(d), sort_keys=True, default=str), MAX_PARAM_LEN)
+            for name, d in domains.items()}
+
+
+def hparams_of(run: Any) -> dict[str, Any]:
+    """A child run's hyperparameter values from its `hp.*` params (JSON scalars where the text
+    parses as one, else the text)."""
+    out: dict[str, Any] = {}
+    for k, v in run.data.params.items():
+        if k.startswith(PARAM_HP) and not k.startswith(PARAM_HP_DOMAIN):
+            out[k[len(PARAM_HP):]] = _scalar(v)
+    return out
+
+
+def hparam_domains_of(params: Mapping[str, str]) -> dict[str, Any]:
+    """A parent run's hyperparameter domains from its `hp_domain.*` params."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if k.startswith(PARAM_HP_DOMAIN):
+            try:
+                out[k[len(PARAM_HP_DOMAIN):]] = json.loads(v)
+            except ValueError:
+                out[k[len(PARAM_HP_DOMAIN):]] = v
+    return out
+
+
+def _scalar(v: str) -> Any:
+    if v in ("True", "False"):
+        return v == "True"
+    try:
+        parsed = json.loads(v)
+    except ValueError:
+        return v
+    return parsed if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) else v
+
+
 def result_json(result: TrialResult) -> str:
     """The result as JSON (secrets masked), cut to fit a tag."""
     d = result.to_dict()
@@ -211,13 +259,14 @@ def result_of(run: Any) -> TrialResult | None:
     except (ValueError, TypeError, KeyError):
         pass
     return TrialResult(ranks=tuple(ranks_of(run)), status=status, metrics=dict(run.data.metrics),  # type: ignore[arg-type]
-                       error=tags.get(TAG_ERROR))
+                       error=tags.get(TAG_ERROR), hparams=hparams_of(run))
 
 
 def trial_row(run: Any) -> dict[str, Any]:
     """A child run as a plain dict (finished or not): trial_id, run_id, status ('running' until
     it finished), run_status, ranks, metrics (the result's, or the logged ones while running),
-    fidelity, error, info, pareto_optimal (True/False, or None where the tag is missing),
+    fidelity, error, info, hparams (the values it trained with), pareto_optimal (True/False,
+    or None where the tag is missing),
     start_time, end_time, and `result` (the TrialResult, None while running)."""
     tags = run.data.tags
     result = result_of(run)
@@ -227,6 +276,7 @@ def trial_row(run: Any) -> dict[str, Any]:
         "run_id": run.info.run_id,
         "status": result.status if result else "running", "run_status": str(run.info.status),
         "ranks": list(result.ranks) if result and result.ranks else ranks_of(run),
+        "hparams": dict(result.hparams) if result and result.hparams else hparams_of(run),
         "metrics": dict(result.metrics) if result else dict(run.data.metrics),
         "fidelity": result.fidelity if result else None,
         "error": tags.get(TAG_ERROR), "info": dict(result.info) if result else {},
@@ -238,7 +288,8 @@ def trial_row(run: Any) -> dict[str, Any]:
 
 def front_row(trial_id: str, run_id: str | None, result: TrialResult, metrics: Mapping[str, float]) -> dict[str, Any]:
     """One entry of `pareto/front.json` (and of `load_front`, `tracker.front()`)."""
-    return {"trial_id": trial_id, "run_id": run_id, "ranks": list(result.ranks), "status": result.status,
+    return {"trial_id": trial_id, "run_id": run_id, "ranks": list(result.ranks),
+            "hparams": jsonable(dict(result.hparams)), "status": result.status,
             "metrics": dict(metrics), "fidelity": result.fidelity, "info": jsonable(mask_secrets(result.info))}
 
 

@@ -280,8 +280,10 @@ class SearchTracker:
             self.flush(timeout=10.0)
 
     # -- trials -----------------------------------------------------------------------------------
-    def trial_started(self, trial_id: str, ranks: Sequence[int] = (), info: dict | None = None) -> str:
+    def trial_started(self, trial_id: str, ranks: Sequence[int] = (), info: dict | None = None, *,
+                      hparams: Mapping[str, Any] | None = None) -> str:
         """Queue the child run of a trial (once per trial id); returns its run id if known yet.
+        Its params: the ranks, and one `hp.<name>` per hyperparameter value in `hparams`.
 
         The id is known at once when the run already exists (resume), otherwise after the queued
         create is delivered ("" until then; see `run_id`).
@@ -292,9 +294,9 @@ class SearchTracker:
                 return ""
             ref = self._refs.get(trial_id)
             if ref is None:
-                ref = self._new_child(trial_id, ranks, info)
+                ref = self._new_child(trial_id, ranks, info, hparams)
             else:  # a restored trial: same run; bookkeeping tags may have moved on
-                self._delivery.enqueue_batch(ref, params=self._rank_params(trial_id, ranks),
+                self._delivery.enqueue_batch(ref, params=self._rank_params(trial_id, ranks, hparams),
                                              tags=S.info_tags(info or {}))
             return ref.run_id or ""
 
@@ -333,7 +335,8 @@ class SearchTracker:
             cost = self._costs.get(update.n_finished) or self._cost()
             replay = trial_id in self._logged
             if not replay:
-                ref = self._refs.get(trial_id) or self._new_child(trial_id, result.ranks, result.info)
+                ref = self._refs.get(trial_id) or self._new_child(trial_id, result.ranks, result.info,
+                                                                  result.hparams)
                 step = max(self._last_step.get(trial_id, 0), int(result.fidelity or 0))
                 self._delivery.enqueue_batch(
                     ref, metrics=S.metric_rows(self.objectives.metrics(result), ts, step),
@@ -374,21 +377,23 @@ class SearchTracker:
                 self._delivery.enqueue_batch(ref, tags={S.TAG_PARETO: value})
         self._dirty.clear()
 
-    def _new_child(self, trial_id: str, ranks: Sequence[int], info: Mapping[str, Any] | None) -> RunRef:
+    def _new_child(self, trial_id: str, ranks: Sequence[int], info: Mapping[str, Any] | None,
+                   hparams: Mapping[str, Any] | None = None) -> RunRef:
         ref = RunRef(trial_id)
         self._refs[trial_id] = ref
         tags = S.trial_tags(self.parent_run_id, trial_id, info)
         self._delivery.enqueue(CreateRun(ref, self.experiment_id, trial_id, tags, self.parent_run_id, trial_id))
-        self._delivery.enqueue_batch(ref, params=self._rank_params(trial_id, ranks))
+        self._delivery.enqueue_batch(ref, params=self._rank_params(trial_id, ranks, hparams))
         return ref
 
-    def _rank_params(self, trial_id: str, ranks: Sequence[int]) -> dict[str, str]:
-        """The rank params the first time a trial's ranks are known (params cannot change once
-        logged)."""
+    def _rank_params(self, trial_id: str, ranks: Sequence[int],
+                     hparams: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """The configuration's params (ranks, and `hp.*` for the hyperparameter values) the
+        first time a trial's ranks are known (params cannot change once logged)."""
         if not ranks or trial_id in self._has_ranks:
             return {}
         self._has_ranks.add(trial_id)
-        return S.rank_params(self.elements, ranks)
+        return {**S.rank_params(self.elements, ranks), **S.hparam_params(hparams or {})}
 
     def _accepting(self, what: str) -> bool:
         if not self._delivery.started:
@@ -532,7 +537,11 @@ class SearchTracker:
             S.flatten("options", mask_secrets(options), flat)
         if user:
             S.flatten("", mask_secrets(user), flat)
-        return {S.key(k): S.text(v, S.MAX_PARAM_LEN) for k, v in flat.items() if v is not None and k}
+        out = {S.key(k): S.text(v, S.MAX_PARAM_LEN) for k, v in flat.items() if v is not None and k}
+        hyper = getattr(self.space, "hyper", None)
+        if hyper:  # the searched domains, one param each (the trials' values are their hp.* params)
+            out.update(S.hparam_domain_params(hyper.to_dict()))
+        return out
 
     def _parent_tags(self) -> dict[str, str]:
         import ranksearch

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console, Group
@@ -118,3 +119,14 @@ class SearchDisplay:
         )
         bar = ProgressBar(total=max(c.total, 1), completed=c.done, width=60)
         return Group(Text(self.title, style="bold"), bar, grid)
+
+
+def format_hparams(hparams: Mapping[str, Any]) -> str:
+    """Hyperparameter values on one line for people: `optimizer.lr=0.0031 optimizer.name=sgd`
+    (the recipe's leading `training.` dropped, floats to 3 significant digits)."""
+    parts = []
+    for name, v in hparams.items():
+        short = name.removeprefix("training.")
+        text = f"{v:.3g}" if isinstance(v, float) else str(v)
+        parts.append(f"{short}={text}")
+    return " ".join(parts)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ranksearch.errors import RanksearchError
 from ranksearch.trial import TrialResult
-from ranksearch.tune.display import Counters, SearchDisplay
+from ranksearch.tune.display import Counters, SearchDisplay, format_hparams
 from ranksearch.tune.state import Requeued, SearchState, TrialRecord
 from ranksearch.tune.storage import Storage
 from ranksearch.tune.trainable import MODEL_FILE
@@ -192,18 +192,18 @@ class _Session:
 
     # -- SearchListener -----------------------------------------------------------------------------
     def on_proposed(self, trial_id: str, tune_id: str, ranks: tuple[int, ...], info: dict[str, Any],
-                    resume_from: str | None) -> None:
+                    resume_from: str | None, *, hparams: dict[str, Any] | None = None) -> None:
         t0 = time.perf_counter()
         self.proposed_at[trial_id] = t0
         events: list[dict[str, Any]] = []
         if trial_id not in self.state.trials:
             events.append({"e": "proposed", "id": trial_id, "ranks": list(ranks), "info": dict(info),
-                           "at": time.time(),
+                           "hparams": dict(hparams or {}), "at": time.time(),
                            "next_index": self.searcher.next_index if self.searcher else self.state.next_index})
         events.append({"e": "attempt", "id": trial_id, "tune_id": tune_id,
                        "dir": trial_dirname(trial_id, tune_id)})
         self.record(*events)
-        self.tracker.trial_started(trial_id, ranks, info)
+        self.tracker.trial_started(trial_id, ranks, info, hparams=hparams)
         self.counters.running = self.searcher.live if self.searcher else self.counters.running + 1
         self.display.refresh()
         self._charge(trial_id, t0)
@@ -331,8 +331,9 @@ def _trial_line(trial_id: str, result: TrialResult) -> str:
     acc = m.get("val_accuracy", math.nan)
     secs = result.info.get("trial_seconds")
     timing = f" in {secs:.1f}s" if isinstance(secs, (int, float)) else ""
+    hp = f"  {format_hparams(result.hparams)}" if result.hparams else ""
     return (f"{trial_id} {result.status}: val_acc {acc:.4f}  compression {m.get('compression_ratio', math.nan):.1f}x  "
-            f"params {int(m.get('params', 0)):,}  ranks {','.join(map(str, result.ranks))}{timing}")
+            f"params {int(m.get('params', 0)):,}  ranks {','.join(map(str, result.ranks))}{hp}{timing}")
 
 
 def _read_checkpoint_file(fs: Any, folder: str, name: str) -> bytes | None:
@@ -640,7 +641,8 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
 
 
 def _lost(rec: TrialRecord) -> TrialResult:
-    return TrialResult(ranks=tuple(rec.ranks), status="failed", error="its result was not recorded")
+    return TrialResult(ranks=tuple(rec.ranks), status="failed", error="its result was not recorded",
+                       hparams=dict(rec.hparams))
 
 
 def _train_size(space: SearchSpace) -> int | None:
@@ -693,7 +695,7 @@ def _reconcile(session: _Session, updates: dict[str, Any]) -> list[Requeued]:
             resume_from = _newest_checkpoint(session.storage, state.name, attempt["dir"], "checkpoint.pt")
             if resume_from:
                 break
-        requeue.append(Requeued(rec.trial_id, tuple(rec.ranks), dict(rec.info), resume_from))
+        requeue.append(Requeued(rec.trial_id, tuple(rec.ranks), dict(rec.info), resume_from, dict(rec.hparams)))
     return requeue
 
 

@@ -11,6 +11,11 @@ Tune id but keeps its ranksearch id). The adapter
   callbacks, not to searchers: `fail()` carries it over);
 - saves and restores itself as JSON (the strategy's `state_dict()`), never by pickling it.
 
+A configuration is ranks plus hyperparameter values: Tune's trial config carries `hparams`
+(canonical, JSON-able: `space.hyper.canonical`), the trainable trains under
+`space.trial_config(hparams)`, and the told `TrialResult` carries them back. A strategy that
+proposes no values for a space with hyperparameters gets the space's defaults.
+
 Objective direction is handled once, by the strategy; Tune's `metric`/`mode` only label the
 scalar Tune shows.
 """
@@ -39,7 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEARCHER_FORMAT = "ranksearch.searcher"
-SEARCHER_VERSION = 1
+SEARCHER_VERSION = 2  # 2 added "hparams"; version 1 states (no hyperparameters) still load
+_READABLE_VERSIONS = (1, 2)
 #: An errored trial whose reason has not arrived after this long is told with a generic one.
 _REASON_WAIT_S = 5.0
 
@@ -48,7 +54,7 @@ class SearchListener(Protocol):
     """What the driver does when the adapter proposes a trial or learns its outcome."""
 
     def on_proposed(self, trial_id: str, tune_id: str, ranks: tuple[int, ...], info: dict[str, Any],
-                    resume_from: str | None) -> None: ...
+                    resume_from: str | None, *, hparams: dict[str, Any]) -> None: ...
 
     def on_told(self, trial_id: str, tune_id: str, result: TrialResult) -> None: ...
 
@@ -85,6 +91,7 @@ class StrategySearcher(Searcher):
         self._requeue: deque[Requeued] = deque(requeue)
         self._trial_of: dict[str, str] = {}  # tune id -> ranksearch id (every attempt)
         self._ranks: dict[str, tuple[int, ...]] = {}  # ranksearch id -> ranks
+        self._hparams: dict[str, dict[str, Any]] = {}  # ranksearch id -> hyperparameter values
         self._info: dict[str, dict[str, Any]] = {}
         self._live: set[str] = set()  # tune ids running or pending
         self._told: set[str] = set()  # ranksearch ids told to the strategy
@@ -96,6 +103,7 @@ class StrategySearcher(Searcher):
         for item in self._requeue:
             self._ranks[item.trial_id] = tuple(item.ranks)
             self._info[item.trial_id] = dict(item.info)
+            self._hparams[item.trial_id] = self.canonical(item.hparams)
 
     # -- Tune's Searcher interface ----------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -119,7 +127,8 @@ class StrategySearcher(Searcher):
             return None
         if self._requeue:
             item = self._requeue.popleft()
-            return self._launch(tune_id, item.trial_id, tuple(item.ranks), item.info, item.resume_from)
+            return self._launch(tune_id, item.trial_id, tuple(item.ranks), item.info, item.resume_from,
+                                self._hparams[item.trial_id])
         if self._finished or self.strategy.is_finished():
             self._finished = True
             return Searcher.FINISHED
@@ -129,8 +138,8 @@ class StrategySearcher(Searcher):
                 self._finished = self.budget_spent = True
                 return Searcher.FINISHED
             return None
-        ranks = self.strategy.ask()
-        if ranks is None:
+        asked = self.strategy.ask()
+        if asked is None:
             if not self._live and not self._awaiting_reason and not self.strategy.is_finished():
                 # Nothing running can ever unblock it: stop instead of polling forever.
                 log.error("strategy '%s' proposes nothing and waits for no trial; ending the search",
@@ -141,20 +150,46 @@ class StrategySearcher(Searcher):
                 self._finished = True
                 return Searcher.FINISHED
             return None
+        ranks, hparams = self._configuration(asked)
         trial_id = trial_id_for(self._next_index)
         self._next_index += 1
-        return self._launch(tune_id, trial_id, tuple(ranks), self.strategy.info(ranks), None)
+        return self._launch(tune_id, trial_id, ranks, self.strategy.info(ranks), None, hparams)
+
+    def canonical(self, hparams: Any) -> dict[str, Any]:
+        """Hyperparameter values as trials, the record and MLflow carry them: the space's
+        canonical form (active ones only, normalised), its defaults when none were given, and
+        nothing for a space without hyperparameters."""
+        hyper = getattr(self.space, "hyper", None)
+        if not hyper:
+            return {}
+        return hyper.canonical(dict(hparams or {}))
+
+    def _configuration(self, asked: Any) -> tuple[tuple[int, ...], dict[str, Any]]:
+        """(ranks, hparams) of what `ask()` returned: a rank vector (its values, if the strategy
+        chose any, from the strategy's bookkeeping) or a `Proposal`-like object with both."""
+        if hasattr(asked, "ranks"):  # a Proposal (ranks, info, hparams)
+            ranks = tuple(int(r) for r in asked.ranks)
+            hparams = getattr(asked, "hparams", None)
+        else:
+            ranks = tuple(int(r) for r in asked)
+            hparams = None
+        if not hparams:
+            lookup = getattr(self.strategy, "hparams", None)  # the strategy's values for these ranks
+            if callable(lookup):
+                hparams = lookup(ranks)
+        return ranks, self.canonical(hparams)
 
     def _launch(self, tune_id: str, trial_id: str, ranks: tuple[int, ...], info: dict[str, Any],
-                resume_from: str | None) -> dict[str, Any]:
+                resume_from: str | None, hparams: dict[str, Any]) -> dict[str, Any]:
         self._trial_of[tune_id] = trial_id
         self._ranks[trial_id] = ranks
         self._info[trial_id] = dict(info)
+        self._hparams[trial_id] = dict(hparams)
         self._live.add(tune_id)
         self.stats["suggested"] += 1
         if self.listener is not None:
-            self.listener.on_proposed(trial_id, tune_id, ranks, dict(info), resume_from)
-        return {"trial_id": trial_id, "ranks": list(ranks), "resume_from": resume_from}
+            self.listener.on_proposed(trial_id, tune_id, ranks, dict(info), resume_from, hparams=dict(hparams))
+        return {"trial_id": trial_id, "ranks": list(ranks), "hparams": dict(hparams), "resume_from": resume_from}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Per-epoch results go to the driver's callback (tracking); strategies see outcomes.
@@ -178,7 +213,8 @@ class StrategySearcher(Searcher):
             return
         self._tell(tune_id, rs_id, result_from_report(self.space, self._ranks[rs_id], result,
                                                       info=self._info.get(rs_id),
-                                                      samples_seen=self._samples.get(tune_id, 0)))
+                                                      samples_seen=self._samples.get(tune_id, 0),
+                                                      hparams=self._hparams.get(rs_id)))
 
     def fail(self, tune_id: str, reason: str) -> None:
         """Tell an errored trial as failed, with the reason the driver's callback found."""
@@ -191,7 +227,7 @@ class StrategySearcher(Searcher):
         metrics["samples_seen"] = float(self._samples.get(tune_id, 0))
         result = TrialResult(ranks=self._ranks[rs_id], status="failed", metrics=metrics,
                              error=reason or "the trial raised an exception",
-                             info=self._info.get(rs_id, {}))
+                             info=self._info.get(rs_id, {}), hparams=dict(self._hparams.get(rs_id) or {}))
         self._tell(tune_id, rs_id, result)
 
     def _flush_unexplained_errors(self) -> None:
@@ -243,19 +279,20 @@ class StrategySearcher(Searcher):
             "strategy": self.strategy.state_dict(), "next_index": self._next_index,
             "trial_of": dict(self._trial_of),
             "ranks": {k: list(v) for k, v in self._ranks.items()},
-            "info": self._info, "told": sorted(self._told), "finished": self._finished,
+            "hparams": self._hparams, "info": self._info, "told": sorted(self._told), "finished": self._finished,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         from ranksearch.strategies import from_state
 
-        if state.get("format") != SEARCHER_FORMAT or state.get("version") != SEARCHER_VERSION:
+        if state.get("format") != SEARCHER_FORMAT or state.get("version") not in _READABLE_VERSIONS:
             raise ValueError("not a ranksearch searcher state (or a version this code cannot read)")
         self.strategy = from_state(self.space, state["strategy"])
         self._next_index = int(state["next_index"])
         self._trial_of = dict(state["trial_of"])
         self._ranks = {k: tuple(v) for k, v in state["ranks"].items()}
         self._info = {k: dict(v) for k, v in state.get("info", {}).items()}
+        self._hparams = {k: dict(v) for k, v in (state.get("hparams") or {}).items()}
         self._told = set(state["told"])
         self._finished = bool(state.get("finished", False))
         # Whatever was live belongs to a dead driver: Tune restores those trials itself.
@@ -335,7 +372,8 @@ _STATUS = {"ok": "ok", "failed": "failed", "stopped": "pruned"}
 
 
 def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict | None, *,
-                       info: dict[str, Any] | None = None, samples_seen: int = 0) -> TrialResult:
+                       info: dict[str, Any] | None = None, samples_seen: int = 0,
+                       hparams: dict[str, Any] | None = None) -> TrialResult:
     """A trial's outcome from its last Tune result (the trainable's final report, normally).
 
     Without a final report (the trial was stopped early, e.g. by a multi-fidelity scheduler)
@@ -348,6 +386,7 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
     reported = _num(report.get("samples_seen"))
     metrics["samples_seen"] = float(max(int(reported) if math.isfinite(reported) else 0, int(samples_seen)))
     info = dict(info or {})
+    hparams = dict(hparams or {})
     if report.get(FINAL_KEY):
         status = _STATUS.get(str(report.get("rs_status")), "failed")
         acc = _num(report.get("val_accuracy"))
@@ -368,7 +407,7 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
             info["resumed_from"] = report["rs_resumed_from"]
         _where(report, info)
         return TrialResult(ranks=ranks, status=status, metrics=metrics, fidelity=fidelity,
-                           error=error, info=info)
+                           error=error, info=info, hparams=hparams)
     _where(report, info)
     best = _num(report.get("best_val_accuracy", report.get("val_accuracy")))
     if math.isfinite(best):
@@ -376,7 +415,7 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
     return TrialResult(ranks=ranks, status="pruned" if math.isfinite(best) else "failed",
                        metrics=metrics, fidelity=float(report.get("epoch") or 0),
                        error=None if math.isfinite(best) else "the trial ended without reporting a result",
-                       info=info)
+                       info=info, hparams=hparams)
 
 
 def _num(v: Any) -> float:

@@ -6,7 +6,7 @@ Two files in the search's experiment directory:
   run id, the strategy's construction state (its `state_dict()` before the first ask: seed,
   budget, options, seeds) and the scheduler's rung layout. Written when a session starts and
   when it ends, never per trial.
-- the event log (`record.py`): one event per proposal, Tune attempt, finished trial, slice of
+- the event log (`record.py`): one event per proposal (ranks and hyperparameter values), Tune attempt, finished trial, slice of
   the strategy's ask/tell log, MO-ASHA rung entry, logged model and session boundary.
 
 `SearchState` is the in-memory view. The driver changes it only through `record(event)`, which
@@ -42,6 +42,7 @@ class Requeued:
     ranks: tuple[int, ...]
     info: dict[str, Any] = field(default_factory=dict)
     resume_from: str | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,6 +57,8 @@ class TrialRecord:
     result: dict[str, Any] | None = None
     proposed_at: float = 0.0
     finished_at: float | None = None
+    #: the hyperparameter values it trains with (canonical; empty for a rank-only space)
+    hparams: dict[str, Any] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -69,6 +72,7 @@ class TrialRecord:
             "ranks": list(self.ranks), "info": self.info, "status": self.status,
             "attempts": list(self.attempts), "result": self.result,
             "proposed_at": self.proposed_at, "finished_at": self.finished_at,
+            "hparams": dict(self.hparams),
         }
 
     @classmethod
@@ -77,7 +81,7 @@ class TrialRecord:
             trial_id=trial_id, ranks=[int(r) for r in d["ranks"]], info=dict(d.get("info") or {}),
             status=str(d.get("status", "pending")), attempts=list(d.get("attempts") or []),
             result=d.get("result"), proposed_at=float(d.get("proposed_at") or 0.0),
-            finished_at=d.get("finished_at"),
+            finished_at=d.get("finished_at"), hparams=dict(d.get("hparams") or {}),
         )
 
 
@@ -138,7 +142,8 @@ class SearchState:
         if kind == "proposed":
             self.trials.setdefault(tid, TrialRecord(tid, [int(r) for r in event["ranks"]],
                                                     dict(event.get("info") or {}),
-                                                    proposed_at=float(event.get("at") or 0.0)))
+                                                    proposed_at=float(event.get("at") or 0.0),
+                                                    hparams=dict(event.get("hparams") or {})))
             self.next_index = max(self.next_index, int(event.get("next_index", self.next_index)))
         elif kind == "attempt":
             rec = self.trials[tid]
@@ -148,7 +153,8 @@ class SearchState:
             rec = self.trials.get(tid)
             if rec is None:
                 ranks = (event.get("result") or {}).get("ranks") or []
-                rec = self.trials[tid] = TrialRecord(tid, [int(r) for r in ranks])
+                rec = self.trials[tid] = TrialRecord(tid, [int(r) for r in ranks],
+                                                     hparams=dict((event.get("result") or {}).get("hparams") or {}))
             if rec.finished:
                 return
             rec.result = event["result"]

@@ -1,4 +1,5 @@
-"""The Ray Tune function trainable: one trial = build, train and score one rank configuration.
+"""The Ray Tune function trainable: one trial = build, train and score one configuration
+(ranks plus hyperparameter values, trained under `space.trial_config(hparams)`).
 
 It runs inside a Ray worker and never talks to MLflow: it reports every epoch to Tune (with
 the trainer's checkpoint, so a retried trial resumes where it stopped) and ends with one final
@@ -31,6 +32,7 @@ EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy
               "best_val_accuracy", "samples_seen")
 
 _SPACES: dict[str, SearchSpace] = {}
+_TRIAL_SPACES: dict[tuple[str, str], SearchSpace] = {}
 
 
 def space_from_json(text: str) -> SearchSpace:
@@ -43,11 +45,34 @@ def space_from_json(text: str) -> SearchSpace:
     return space
 
 
+def trial_space(space: SearchSpace, hparams: dict[str, Any] | None, *, key: str = "") -> SearchSpace:
+    """The space a trial with these hyperparameter values trains under: its recipe (and model
+    options) with the values applied and validated (`space.trial_config`); the space itself
+    when there are none. Cached per worker by (`key`, values)."""
+    if not hparams or not space.hyper:
+        return space
+    from ranksearch.space import SearchSpace
+
+    cache_key = (key or str(id(space)), json.dumps(hparams, sort_keys=True))
+    out = _TRIAL_SPACES.get(cache_key)
+    if out is None:
+        out = SearchSpace(space.trial_config(hparams), source=space.source)
+        if out.n_ranks != space.n_ranks:
+            raise ValueError(f"hyperparameters {hparams} change the model's rank layout "
+                             f"({space.n_ranks} -> {out.n_ranks} rank elements); only settings that "
+                             "keep the tensorized layers' shapes can be searched")
+        if len(_TRIAL_SPACES) > 256:  # a long search on one worker: keep memory bounded
+            _TRIAL_SPACES.clear()
+        _TRIAL_SPACES[cache_key] = out
+    return out
+
+
 def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | None = None,
                 cpus_per_trial: float = 1.0, dense_path: str | None = None) -> None:
-    """Tune entry point. `config` holds trial_id, ranks and resume_from (a checkpoint path
-    under `storage` left by an earlier driver, or None). `dense_path`: the search's trained
-    dense weights (`training.init: dense`), which the trial's cores are decomposed from."""
+    """Tune entry point. `config` holds trial_id, ranks, hparams (the trial's hyperparameter
+    values, canonical) and resume_from (a checkpoint path under `storage` left by an earlier
+    driver, or None). `dense_path`: the search's trained dense weights (`training.init:
+    dense`), which the trial's cores are decomposed from."""
     from ray import tune
 
     from ranksearch.training import CHECKPOINT_NAME, train_config
@@ -55,7 +80,7 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
     started = time.time()
     t0 = time.perf_counter()
     _set_threads(cpus_per_trial)
-    space = space_from_json(space_json)
+    space = trial_space(space_from_json(space_json), config.get("hparams"), key=space_json)
     ranks = tuple(int(r) for r in config["ranks"])
     workdir = Path(tempfile.mkdtemp(prefix=f"ranksearch-{config.get('trial_id', 'trial')}-"))
     state_dir = workdir / "state"

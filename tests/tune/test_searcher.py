@@ -62,7 +62,7 @@ class Recorder:
         self.told: list[tuple[str, TrialResult]] = []
         self.tell_errors: list[tuple[str, BaseException]] = []
 
-    def on_proposed(self, trial_id, tune_id, ranks, info, resume_from) -> None:
+    def on_proposed(self, trial_id, tune_id, ranks, info, resume_from, *, hparams=None) -> None:
         self.proposed.append((trial_id, tune_id, ranks, resume_from))
 
     def on_told(self, trial_id, tune_id, result) -> None:
@@ -192,7 +192,7 @@ def test_requeued_trials_run_first_without_asking_the_strategy(make):
     s, rec = make(requeue=[Requeued("t0007", (3,) * 12, {"generation": 1}, "/store/x/checkpoint_000002")],
                   next_index=8)
     first = s.suggest("A")
-    assert first == {"trial_id": "t0007", "ranks": [3] * 12, "resume_from": "/store/x/checkpoint_000002"}
+    assert first == {"trial_id": "t0007", "ranks": [3] * 12, "hparams": {}, "resume_from": "/store/x/checkpoint_000002"}
     assert s.strategy.n_asked == 0
     assert s.suggest("B")["trial_id"] == "t0008"
 
