@@ -192,18 +192,23 @@ def _report_production(result) -> None:
 def _print_front(rows: list[dict[str, Any]], *, title: str) -> None:
     from ranksearch.service import front_rows
 
+    from ranksearch.tune.display import format_hparams
+
     table = Table(title=title)
     every = bool(rows) and "state" in rows[0]  # `front --all`: every trial, marked
     extra = ("state", "front") if every else ()
-    for col in ("trial", *extra, "ranks", "val_acc", "params", "compression", "FLOPs", "trial run id"):
+    flat = front_rows(rows)
+    hyper = ("hyperparameters",) if any(r["hparams"] for r in flat) else ()
+    for col in ("trial", *extra, "ranks", *hyper, "val_acc", "params", "compression", "FLOPs", "trial run id"):
         table.add_column(col, justify="right" if col in {"val_acc", "params", "compression", "FLOPs"} else "left",
                          overflow="fold")  # ranks and run ids wrap on narrow terminals, never get cut
-    for r in front_rows(rows):
+    for r in flat:
         def num(v: Any, fmt: str) -> str:
             return format(v, fmt) if isinstance(v, (int, float)) else "-"
 
         marks = (r["state"], "*" if r["on_front"] else "") if every else ()
-        table.add_row(str(r["trial_id"]), *marks, ",".join(map(str, r["ranks"])), num(r["val_accuracy"], ".4f"),
+        values = (format_hparams(r["hparams"]),) if hyper else ()
+        table.add_row(str(r["trial_id"]), *marks, ",".join(map(str, r["ranks"])), *values, num(r["val_accuracy"], ".4f"),
                       num(r["params"], ",.0f"), num(r["compression_ratio"], ".1f") + "x",
                       num(r["flops"], ",.0f"), str(r["run_id"] or "-"))
     out.print(table)
@@ -348,6 +353,10 @@ def best(
     err.print(f"picked {prov['trial_id']} ({pick}): val_accuracy {m.get('val_accuracy', float('nan')):.4f}, "
               f"compression {m.get('compression_ratio', float('nan')):.1f}x, params {m.get('params', 0):,.0f}; "
               f"trial run {prov['trial_run_id']}", highlight=False)
+    if config.hparams:
+        from ranksearch.tune.display import format_hparams
+
+        err.print(f"its recipe: {format_hparams(config.hparams)}", highlight=False)
     if output is None:
         print(config.to_yaml(), end="")
     else:

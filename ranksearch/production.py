@@ -6,7 +6,7 @@
 
 From a search space and a rank vector, or from a rank config (`ranksearch best`'s file,
 `s3://...`, `runs:/...`, `models:/NAME@champion`). A rank config trains on its production
-recipe (`final_training`, else `training`) and is logged to MLflow as a run linked to the
+recipe (`final_training`, else `training`) with its hyperparameter values applied, and is logged to MLflow as a run linked to the
 search and trial it came from. Input is checked first (`checks.check_space`, ranks, the dense
 weights) so nothing is written for a run that cannot start.
 """
@@ -87,6 +87,9 @@ class ProductionRun:
         params = {n.replace("/", "_"): str(r) for n, r in zip(names, self.config.ranks, strict=True)}
         params["ranks"] = json.dumps(list(self.config.ranks))
         params["epochs"] = str(self.config.training.epochs)
+        from ranksearch.tracking.schema import hparam_params
+
+        params.update(hparam_params(self.config.hparams))
         return self._run.start(experiment, run_name=self.run_name, tags=tags, params=params)
 
     def finish(self, outcome: Any, *, metrics: Mapping[str, Any], out_dir: Path) -> None:
@@ -258,16 +261,18 @@ def train_rank_config(ref: str | os.PathLike[str] | RankConfigFile, *, epochs: i
     config = ref if isinstance(ref, RankConfigFile) else load_rank_config(ref, tracking_uri=tracking_uri)
     check_space(config.space, check_data=True)
     training = recipe(config.training, epochs=epochs, device=device)
-    start = dense_start(config.space, config.ranks, training, dense, seed)
+    space = config.trial_space  # the model options among the hyperparameters apply to the model
+    start = dense_start(space, config.ranks, training, dense, seed)
     prov = config.provenance
     label = prov.get("trial_id") or "config"
     out_dir = Path(out_dir or Path("runs") / "train" / f"{config.space.name}-{label}-{time.strftime('%Y%m%d-%H%M%S')}")
     source = str(ref) if not isinstance(ref, RankConfigFile) else config.source
     mlrun = ProductionRun(config, tracking_uri=tracking_uri, source=source)
     run_id = mlrun.start()
-    extra = {"rank_config": source, "provenance": prov, "mlflow_run_id": run_id}
+    extra = {"rank_config": source, "provenance": prov, "mlflow_run_id": run_id,
+             **({"hyperparameters": dict(config.hparams)} if config.hparams else {})}
     try:
-        result = train(config.space, config.ranks, training, seed=seed, out_dir=out_dir, extra=extra,
+        result = train(space, config.ranks, training, seed=seed, out_dir=out_dir, extra=extra,
                        start=start, console=console)
         mlrun.finish(result.outcome, metrics=result.metrics, out_dir=out_dir)
     except BaseException:

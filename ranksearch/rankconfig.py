@@ -1,7 +1,8 @@
 """Rank-config files: the hand-over from a search to production.
 
-A rank config is the (effective) search space, one rank vector and its provenance (search and
-trial run ids, metrics, the pick rule). `ranksearch best` writes one; `ranksearch train CONFIG`
+A rank config is the (effective) search space, one rank vector, the hyperparameter values the
+trial trained with (`hyperparameters:`, for a space that searches its recipe) and its provenance
+(search and trial run ids, metrics, the pick rule). `ranksearch best` writes one; `ranksearch train CONFIG`
 and `build_model(config)` read one. `load_rank_config` reads from a local path,
 `s3://bucket/key`, `runs:/RUN_ID[/path]` or `models:/NAME@alias` (or `models:/NAME/VERSION`).
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ranksearch.errors import ServiceError
+from ranksearch.errors import ServiceError, SpaceError
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -37,10 +38,13 @@ _ARTIFACT_URI = re.compile(r"^(runs:/[0-9A-Za-z]+(/.*)?|models:/[^/@\s]+(@[^/\s]
 
 @dataclass
 class RankConfigFile:
-    """A search space, one rank vector and where it came from: the hand-over to production.
+    """A search space, one rank vector, its hyperparameter values and where it came from: the
+    hand-over to production.
 
     `build_model()` builds the model; with `weights=True` it also loads the trial's trained
     weights (from the folder the config was loaded from, or the `model_uri` in provenance).
+    `hparams` are checked against the space's `hyperparameters:` domains and applied to the
+    production recipe (`training`) and the model options (`trial_space`).
     """
 
     space: SearchSpace
@@ -49,15 +53,52 @@ class RankConfigFile:
     provenance: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     weights_path: str | None = None  # a local model.pt next to the config, when there is one
+    hparams: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ranks = self.space.check_ranks(self.ranks)
+        where = self.source or self.space.source
+        if not isinstance(self.hparams, dict):
+            raise SpaceError("must be a mapping of hyperparameter name to value", file=where,
+                             field="hyperparameters", value=self.hparams)
+        if self.hparams or self.space.hyper:
+            try:
+                self.hparams = self.space.hyper.check(self.hparams, where="hyperparameters")
+            except SpaceError as err:
+                raise (err.with_file(where) if where and not err.file else err) from None
+        self._trial_space: SearchSpace | None = None
+        self._training: TrainingSpec | None = None
+        self.trial_space  # noqa: B018 - a value the recipe rejects fails here, when the file is read
+        self.training  # noqa: B018
+
+    @property
+    def trial_space(self) -> SearchSpace:
+        """The space with the hyperparameter values applied (what the trial trained under)."""
+        if self._trial_space is None:
+            if not self.hparams:
+                self._trial_space = self.space
+            else:
+                from ranksearch.space import SearchSpace
+
+                config = _validated(lambda: self.space.trial_config(self.hparams), self.source)
+                self._trial_space = SearchSpace(config, source=self.space.source)
+        return self._trial_space
 
     @property
     def training(self) -> TrainingSpec:
-        """The production recipe: `final_training`, else the search's per-trial `training`."""
-        cfg = self.space.config
-        return cfg.final_training or cfg.training
+        """The production recipe: `final_training`, else the search's per-trial `training`, with
+        the recipe's hyperparameter values (`training.*`) applied to it."""
+        if self._training is None:
+            cfg = self.trial_space.config
+            final = self.space.config.final_training
+            if final is None:
+                self._training = cfg.training
+            else:
+                recipe = {k.removeprefix("training."): v for k, v in self.hparams.items()
+                          if k.startswith("training.")}
+                self._training = _validated(lambda: _apply_training(final, recipe), self.source,
+                                            field="final_training") if recipe else final
+        return self._training
 
     def to_dict(self) -> dict[str, Any]:
         import ranksearch
@@ -65,6 +106,7 @@ class RankConfigFile:
         return {
             "kind": RANK_CONFIG_KIND, "version": RANK_CONFIG_VERSION,
             "ranks": list(self.ranks),
+            **({"hyperparameters": dict(self.hparams)} if self.hparams else {}),
             "elements": [e.name for e in self.space.elements],
             "metrics": dict(self.metrics),
             "provenance": {**self.provenance, "ranksearch_version": ranksearch.__version__},
@@ -90,8 +132,10 @@ class RankConfigFile:
             if key not in data:
                 raise ServiceError(f"{where}: field '{key}' is missing")
         space = SearchSpace.from_dict(data["space"], source=where)
+        hparams = data.get("hyperparameters")
         return cls(space=space, ranks=tuple(data["ranks"]), metrics=dict(data.get("metrics") or {}),
-                   provenance=dict(data.get("provenance") or {}), source=source)
+                   provenance=dict(data.get("provenance") or {}), source=source,
+                   hparams={} if hparams is None else hparams)
 
     def save(self, dest: str | os.PathLike[str]) -> str:
         """Write to a local path or `s3://bucket/key`; returns where it went."""
@@ -101,7 +145,7 @@ class RankConfigFile:
                     from_dense: bool = False) -> nn.Module:
         from ranksearch.models import build_model
 
-        model = build_model(self.space, self.ranks, dense=dense, from_dense=from_dense)
+        model = build_model(self.trial_space, self.ranks, dense=dense, from_dense=from_dense)
         if weights:
             import torch
 
@@ -123,6 +167,33 @@ class RankConfigFile:
             raise ServiceError(f"{uri} holds no {MODEL_FILE}")
         self.weights_path = str(path)
         return self.weights_path
+
+
+def _apply_training(training: TrainingSpec, values: dict[str, Any]) -> TrainingSpec:
+    """`training` with dotted sub-paths (`optimizer.lr`) set to `values`, validated."""
+    data = training.model_dump(mode="python")
+    for path, v in values.items():
+        node = data
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = v
+    return type(training).model_validate(data)
+
+
+def _validated(make: Any, source: str | None, *, field: str = "hyperparameters") -> Any:
+    """`make()`, with the recipe schema's rejection turned into a SpaceError naming the file."""
+    from pydantic import ValidationError
+
+    try:
+        return make()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        msg = str(first.get("msg", "")).removeprefix("Value error, ")
+        raise SpaceError(f"the recipe rejects the hyperparameter values: {where}: {msg}", file=source,
+                         field=field, value=first.get("input"),
+                         hint="use values the recipe accepts (see the space's hyperparameters domains)") from None
 
 
 class _ConfigDumper(yaml.SafeDumper):

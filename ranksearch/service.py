@@ -411,7 +411,7 @@ def best(search: str, pick: str, *, tracking_uri: str | None = None,
     index = rule.select([r["metrics"] for r in rows], objectives=objectives)
     row = rows[index]
     return RankConfigFile(
-        space=space, ranks=tuple(int(r) for r in row["ranks"]),
+        space=space, ranks=tuple(int(r) for r in row["ranks"]), hparams=dict(row.get("hparams") or {}),
         metrics={k: float(v) for k, v in row["metrics"].items() if finite(v)},
         provenance={
             "search": ref.name, "search_run_id": ref.parent_run_id, "trial_id": row["trial_id"],
@@ -499,7 +499,7 @@ class _MlflowModelSink:
                run_id: Callable[[], str | None], done: Callable[[], None]) -> None:
         def with_config(rid: str) -> dict[str, bytes]:
             config = RankConfigFile(
-                space=self.space, ranks=result.ranks,
+                space=self.space, ranks=result.ranks, hparams=dict(result.hparams),
                 metrics={k: float(v) for k, v in result.metrics.items() if finite(v)},
                 provenance={"search": self.state.name, "search_run_id": self.state.parent_run_id,
                             "trial_id": trial_id, "trial_run_id": rid, "tracking_uri": self.tracking_uri,
@@ -534,6 +534,7 @@ def front_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         m = r.get("metrics", {}) or {}
         out.append({
             "trial_id": r.get("trial_id"), "run_id": r.get("run_id"), "ranks": list(r.get("ranks") or []),
+            "hparams": dict(r.get("hparams") or {}),
             "val_accuracy": m.get("val_accuracy"), "params": m.get("params"),
             "compression_ratio": m.get("compression_ratio"), "flops": m.get("flops"),
             "latency": m.get("latency"),
