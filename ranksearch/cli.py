@@ -191,7 +191,6 @@ def _report_production(result) -> None:
 # -- searches: run, resume, front, best (and production training from a rank config) ------------
 def _print_front(rows: list[dict[str, Any]], *, title: str) -> None:
     from ranksearch.service import front_rows
-
     from ranksearch.tune.display import format_hparams
 
     table = Table(title=title)

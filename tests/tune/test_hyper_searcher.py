@@ -57,7 +57,7 @@ def test_proposed_values_travel_to_the_trial_the_result_and_the_saved_state(spac
     configs = {tid: s.suggest(tid) for tid in "ABC"}
     values = [c["hparams"] for c in configs.values()]
     assert len({json.dumps(v, sort_keys=True) for v in values}) == 3  # they vary
-    for tune_id, c in configs.items():
+    for c in configs.values():
         assert c["hparams"] == space.hyper.canonical(c["hparams"]) == s.strategy.hparams(c["ranks"])
         assert listener.proposed[c["trial_id"]] == c["hparams"]
         inactive = c["hparams"]["training.optimizer.name"] != "sgd"
