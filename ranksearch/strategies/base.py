@@ -130,6 +130,9 @@ class Strategy:
     #: False for a strategy that proposes hyperparameter values off the grid (Optuna's native
     #: distributions): a continuous domain then never runs out of configurations.
     grid_hparams: ClassVar[bool] = True
+    #: False for a strategy that keeps hyperparameters at their defaults by design (`uniform`);
+    #: the conformance suite then checks exactly that instead of checking that they vary.
+    varies_hparams: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -77,6 +77,7 @@ class UniformSweep(Strategy):
     """
 
     name = "uniform"
+    varies_hparams = False
     Options = UniformOptions
     opts: UniformOptions
 
