@@ -11,8 +11,8 @@ cheap synthetic objective: seconds, no Ray, no training.
 
 from __future__ import annotations
 
-from ranksearch.testing.conformance import BUDGET, CHECKS, check_strategy, drive, run_check
-from ranksearch.testing.spaces import FakeLayer, FakeSpace, lenet5, objective, small, tiny
+from ranksearch.testing.conformance import BUDGET, CHECKS, check_strategy, drive, drive_proposals, run_check
+from ranksearch.testing.spaces import FakeLayer, FakeSpace, lenet5, mixed, objective, small, tiny
 
-__all__ = ["BUDGET", "CHECKS", "FakeLayer", "FakeSpace", "check_strategy", "drive", "lenet5",
-           "objective", "run_check", "small", "tiny"]
+__all__ = ["BUDGET", "CHECKS", "FakeLayer", "FakeSpace", "check_strategy", "drive", "drive_proposals",
+           "lenet5", "mixed", "objective", "run_check", "small", "tiny"]

@@ -13,21 +13,27 @@ Each check drives fresh strategies on the small fake spaces of `ranksearch.testi
 a cheap synthetic objective (no Ray, no training): the ask/tell protocol, the bounds and
 duplicate contract, failed, pruned and NaN results, out-of-order, repeated and unasked
 results, exhausted spaces, constraints, determinism for a seed, the state round trip, seeds
-proposed first, and unknown options. Compare `optuna/testing/pytest_samplers.py`.
+proposed first, unknown options, and a mixed space (ranks plus hyperparameters with a
+condition, `spaces.mixed`): proposals valid and canonical, a conditional parameter present
+exactly when its condition holds, no configuration twice (ranks and values), the budget kept,
+the state round trip exact, and the hyperparameters really varied. A strategy that keeps them
+at their defaults by design declares `varies_hparams = False` (`uniform`, the equal-rank
+baseline); the check then asserts exactly that. Compare `optuna/testing/pytest_samplers.py`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ranksearch.strategies.base import STATE_VERSION, Strategy, StrategyError
+from ranksearch.strategies.base import STATE_VERSION, Proposal, Strategy, StrategyError
 from ranksearch.testing import spaces
 from ranksearch.trial import TrialResult
 
-__all__ = ["BUDGET", "CHECKS", "check_strategy", "drive", "run_check"]
+__all__ = ["BUDGET", "CHECKS", "check_strategy", "drive", "drive_proposals", "run_check"]
 
 #: Configurations each check's runs may propose.
 BUDGET = 24
@@ -65,22 +71,34 @@ class _Target:
 def drive(strategy: Strategy, space: Any, *, results: Callable[[tuple[int, ...]], TrialResult] | None = None,
           max_calls: int = 2000) -> list[tuple[int, ...]]:
     """Run a strategy to its end like a pool of workers would: ask until None, tell the batch
-    back in reverse order, repeat. Returns every proposal."""
-    results = results or (lambda r: spaces.objective(space, r))
-    asked: list[tuple[int, ...]] = []
+    back in reverse order, repeat. Returns every proposal's ranks (`drive_proposals` gives the
+    hyperparameter values too)."""
+    return [p.ranks for p in drive_proposals(strategy, space, results=results, max_calls=max_calls)]
+
+
+def drive_proposals(strategy: Strategy, space: Any, *,
+                    results: Callable[[tuple[int, ...]], TrialResult] | None = None,
+                    max_calls: int = 2000) -> list[Proposal]:
+    """`drive` through `ask_proposal`: each result is told with the proposal's hyperparameter
+    values (`results` gets the ranks; by default `spaces.objective` scores the values too)."""
+    asked: list[Proposal] = []
     for _ in range(max_calls):
         batch = []
         while True:
-            r = strategy.ask()
-            if r is None:
+            p = strategy.ask_proposal()
+            if p is None:
                 break
-            batch.append(r)
+            batch.append(p)
         if not batch:
             assert strategy.is_finished(), "ask() gave None with nothing in flight, yet is_finished() is False"
             return asked
         asked += batch
-        for r in reversed(batch):
-            strategy.tell(f"t{len(asked)}-{r}", results(r))
+        for p in reversed(batch):
+            if results is None:
+                result = spaces.objective(space, p.ranks, hparams=dict(p.hparams))
+            else:
+                result = dataclasses.replace(results(p.ranks), hparams=dict(p.hparams))
+            strategy.tell(f"t{len(asked)}-{p.ranks}-{sorted(p.hparams.items())}", result)
     raise AssertionError(f"the strategy did not finish within {max_calls} rounds of asks")
 
 
@@ -227,15 +245,22 @@ def check_same_seed_same_proposals(make: _Target) -> None:
 
 
 def check_state_round_trip(make: _Target) -> None:
-    """state_dict is versioned JSON; a fresh strategy loaded from it continues identically."""
-    space = spaces.small()
+    """state_dict is versioned JSON; a fresh strategy loaded from it continues identically
+    (on a rank-only space and on a mixed one)."""
+    _state_round_trip(make, spaces.small())
+    _state_round_trip(make, spaces.mixed())
+
+
+def _state_round_trip(make: _Target, space: Any) -> None:
+    def result(p: Proposal) -> TrialResult:
+        return spaces.objective(space, p.ranks, hparams=dict(p.hparams))
 
     def rounds(s: Strategy, n: int) -> tuple[list, list]:
         out, in_flight = [], []
         for k in range(n):
             batch = []
             while len(batch) < 4:
-                r = s.ask()
+                r = s.ask_proposal()
                 if r is None:
                     break
                 batch.append(r)
@@ -244,7 +269,7 @@ def check_state_round_trip(make: _Target) -> None:
                 in_flight = batch
             else:
                 for r in batch:
-                    s.tell(f"{r}", spaces.objective(space, r))
+                    s.tell(f"{r.ranks}{r.hparams}", result(r))
         return out, in_flight
 
     a = make(space, seed=8)
@@ -261,10 +286,55 @@ def check_state_round_trip(make: _Target) -> None:
         assert c.n_asked == a.n_asked, "a reloaded strategy counts a different number of asks"
     for s in (a, *copies):
         for r in in_flight:
-            s.tell(f"{r}", spaces.objective(space, r))
-    rest = [drive(s, space) for s in (a, *copies)]
+            s.tell(f"{r.ranks}{r.hparams}", result(r))
+    rest = [[_config(p) for p in drive_proposals(s, space)] for s in (a, *copies)]
     assert all(r == rest[0] for r in rest), "a reloaded strategy continued differently"
-    _no_repeats(first + rest[0])
+    _no_repeats([_config(p) for p in first] + rest[0])
+
+
+def _config(p: Proposal) -> tuple:
+    """A proposal's identity: ranks and sorted hyperparameter values."""
+    return p.ranks, tuple(sorted(p.hparams.items()))
+
+
+def check_mixed_space(make: _Target) -> None:
+    """On ranks plus hyperparameters with a condition: valid canonical values, conditions
+    respected, no configuration twice, the budget kept, and the values varied."""
+    space = spaces.mixed()
+    hyper = space.hyper
+    s = make(space, seed=12)
+    asked = drive_proposals(s, space)
+    assert 0 < len(asked) <= BUDGET, f"{len(asked)} proposals for a budget of {BUDGET}"
+    for p in asked:
+        _check_proposal(space, s, p.ranks)
+        values = dict(p.hparams)
+        assert hyper.check(values) == values, f"hyperparameters {values} are not canonical"
+        for name in hyper.names:
+            active = hyper.is_active(name, values)
+            assert (name in values) == active, (
+                f"'{name}' is {'missing' if active else 'present'} in {values}, though its "
+                f"condition {'holds' if active else 'does not hold'}")
+        assert s.info(p.ranks, values) == dict(p.info)
+    _no_repeats([_config(p) for p in asked])
+    settings = {tuple(sorted(p.hparams.items())) for p in asked}
+    if getattr(s, "varies_hparams", True):
+        assert len(settings) >= min(4, len(asked)), (
+            f"{len(asked)} proposals use only {len(settings)} hyperparameter settings: the "
+            "strategy does not search them (declare varies_hparams = False if that is its design)")
+        names = {n for p in asked for n in p.hparams}
+        assert names == set(hyper.names), f"never proposed {sorted(set(hyper.names) - names)}"
+    else:
+        assert settings == {tuple(sorted(hyper.defaults().items()))}, (
+            "a strategy with varies_hparams = False proposed non-default values")
+    assert s.is_finished() and s.ask() is None, "asks go on after the end"
+    # a result for a setting it never proposed is taken as information, and never proposed again
+    stranger = Proposal(space.equal_ranks(2), {}, hyper.canonical(
+        {"training.optimizer.name": "sgd", "training.optimizer.momentum": 0.62}))
+    t = make(space, seed=13)
+    t.tell("elsewhere", spaces.objective(space, stranger.ranks, hparams=dict(stranger.hparams)))
+    assert t.observations[0].hparams == stranger.hparams
+    rest = drive_proposals(t, space)
+    assert _config(stranger) not in {_config(p) for p in rest}, "proposed a configuration told before"
 
 
 def check_state_refuses_a_used_strategy_or_another_one(make: _Target) -> None:
@@ -323,6 +393,7 @@ _CHECKS: dict[str, Callable[[_Target], None]] = {
     "state_refuses_a_used_strategy_or_another_one": check_state_refuses_a_used_strategy_or_another_one,
     "seeds_come_first": check_seeds_come_first,
     "unknown_option_is_an_error": check_unknown_option_is_an_error,
+    "mixed_space": check_mixed_space,
 }
 #: The names of the checks, for `pytest.mark.parametrize("check", CHECKS)`.
 CHECKS: tuple[str, ...] = tuple(_CHECKS)

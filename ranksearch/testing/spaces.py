@@ -3,7 +3,10 @@
 Strategy tests (ours, and a strategy author's through `ranksearch.testing.check_strategy`) run
 against them so they stay fast and independent of the model zoo: a `FakeSpace` has the
 attributes strategies read (`elements`, `config`, `dense_params`, `layers`, `layer_ranks`, ...)
-and `ranksearch.space.count_params` works on it unchanged.
+and `ranksearch.space.count_params` works on it unchanged. A `hyperparameters:` block in its
+config becomes `space.hyper`, validated like a real space's (`mixed` is the stock one: ranks
+plus a log-range learning rate, an optimizer choice, a momentum that exists only with SGD, and
+an int batch size); `objective` then depends on the values too.
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ranksearch.space import RankBounds, RankElement, SpaceConfig, count_params
+from ranksearch.space.hyper import build_hyper
 from ranksearch.trial import TrialResult
 
-__all__ = ["FakeLayer", "FakeSpace", "lenet5", "objective", "small", "tiny"]
+__all__ = ["LR_OPTIMUM", "FakeLayer", "FakeSpace", "hparam_quality", "lenet5", "mixed", "objective",
+           "small", "tiny"]
+
+#: The learning rate `objective` rewards most: the middle of `mixed`'s log range, far from the
+#: recipe's default 2e-3 (which `mixed` keeps as its default).
+LR_OPTIMUM = 10 ** -1.5
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ class FakeSpace:
         self.fixed_params = fixed_params
         self.dense_params = fixed_params + sum(lay.dense_params for lay in layers)
         self.source = None
+        self.hyper = build_hyper(self.config)
 
     name = property(lambda self: self.config.name)
     seed = property(lambda self: self.config.seed)
@@ -122,13 +132,53 @@ def tiny(**config: Any) -> FakeSpace:
     return FakeSpace([FakeLayer("fc", (3,), (2,))], choices=(1, 2), low=1, high=2, **config)
 
 
-def objective(space, ranks, *, noise_seed: int = 0) -> TrialResult:
-    """A cheap accuracy landscape: diminishing returns per element, different weights."""
+#: The hyperparameters of `mixed`: the recipe paths of ranksearch's own trainer.
+MIXED_HYPERPARAMETERS: dict[str, Any] = {
+    "training.optimizer.lr": {"low": 1e-3, "high": 1.0, "log": True},
+    "training.optimizer.name": {"choices": ["adam", "sgd"]},
+    "training.optimizer.momentum": {"low": 0.5, "high": 0.98, "when": {"training.optimizer.name": "sgd"}},
+    "training.batch_size": {"low": 16, "high": 256, "log": True},
+}
+
+
+def mixed(**config: Any) -> FakeSpace:
+    """`small`'s ranks plus hyperparameters with a condition (momentum only with SGD)."""
+    config.setdefault("hyperparameters", MIXED_HYPERPARAMETERS)
+    return small(**config)
+
+
+def hparam_quality(values: dict[str, Any] | None) -> float:
+    """How good a setting of `mixed`'s hyperparameters is, in (0, 1]: best at lr =
+    `LR_OPTIMUM` (quadratic in log10 lr), SGD with momentum near 0.9 a little better than Adam,
+    smaller batches slightly better. `mixed`'s defaults (lr at the recipe's 2e-3, Adam, 128)
+    score about 0.82, the best setting about 1.02."""
+    if not values:
+        return 1.0
+    q = 1.0
+    lr = values.get("training.optimizer.lr")
+    if lr is not None:
+        q -= 0.12 * (math.log10(lr) - math.log10(LR_OPTIMUM)) ** 2
+    if values.get("training.optimizer.name") == "sgd":
+        q += 0.02 - 0.3 * (values.get("training.optimizer.momentum", 0.9) - 0.9) ** 2
+    bs = values.get("training.batch_size")
+    if bs is not None:
+        q -= 0.01 * math.log2(bs / 16) / 4
+    return max(q, 0.05)
+
+
+def objective(space, ranks, *, noise_seed: int = 0, hparams: dict[str, Any] | None = None) -> TrialResult:
+    """A cheap accuracy landscape: diminishing returns per element, different weights; on a
+    space with hyperparameters, scaled by `hparam_quality` of `hparams` (the defaults when None)."""
     n = len(ranks)
     deficit = sum((1.0 + (i * 7919 + noise_seed) % 5) / n * r ** -1.5 for i, r in enumerate(ranks))
     acc = 0.1 + 0.82 * math.exp(-0.8 * deficit)
     params = count_params(space, ranks)
+    hyper = getattr(space, "hyper", None)
+    values: dict[str, Any] = {}
+    if hyper:
+        values = hyper.canonical(hparams or {})
+        acc *= hparam_quality(values)
     return TrialResult(ranks=tuple(ranks), metrics={
         "val_accuracy": acc, "params": float(params),
-        "compression_ratio": space.dense_params / params}, fidelity=4)
+        "compression_ratio": space.dense_params / params}, fidelity=4, hparams=values)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from ranksearch import strategies, testing
-from ranksearch.strategies import Observation, Strategy, StrategyOptions, option
+from ranksearch.strategies import Observation, Proposal, Strategy, StrategyOptions, option
 from ranksearch.trial import RankConfig
 
 
@@ -86,6 +86,36 @@ class _CrashesOnFailures(_Sweep):
             raise ValueError(f"no accuracy for {obs.ranks}")
 
 
+class _DefaultsOnly(_Sweep):
+    """Broken on a mixed space: proposes rank vectors only, so every hyperparameter stays at
+    its default although the strategy claims to search them."""
+
+    name = "test-defaults-only"
+
+    def _propose(self, limit: int) -> Iterable[RankConfig]:
+        for _ in range(200):
+            cfg = tuple(int(v[self.rng.integers(len(v))]) for v in self.rank_values)
+            if self.is_new(cfg) and self.feasible(cfg):
+                return [cfg]
+        self.mark_exhausted()
+        return []
+
+
+class _IgnoresConditions(_Sweep):
+    """Broken: proposes momentum with Adam (an inactive parameter) as an explicit value."""
+
+    name = "test-ignores-conditions"
+
+    def _propose(self, limit: int) -> Iterable[Proposal]:
+        out = []
+        for p in super()._propose(limit):
+            ranks, values = self.split(p)
+            if values.get("training.optimizer.name") == "adam":
+                values = {**values, "training.optimizer.momentum": 0.7}
+            out.append(Proposal(ranks, {}, values))
+        return out
+
+
 def test_a_correct_strategy_passes_with_one_call():
     testing.check_strategy(_Sweep, options={"start": 1})
 
@@ -103,6 +133,33 @@ def test_broken_strategies_fail_the_suite_with_clear_messages(broken, failing):
         assert f"strategy '{broken.name}' fails conformance check '{check}'" in text
     if broken is not _Stalls:
         assert text.startswith(f"{len(failing)} of {len(testing.CHECKS)} conformance checks failed")
+
+
+def test_a_strategy_that_never_varies_hyperparameters_fails_the_mixed_check():
+    with pytest.raises(AssertionError) as err:
+        testing.check_strategy(_DefaultsOnly)
+    text = str(err.value)
+    assert text.startswith(f"1 of {len(testing.CHECKS)} conformance checks failed")
+    assert "fails conformance check 'mixed_space'" in text
+    assert "does not search them" in text
+
+
+def test_inactive_values_are_dropped_not_proposed():
+    """An inactive value given explicitly is dropped by canonicalisation: the configuration is
+    the one without it, so the check that conditions hold still passes."""
+    testing.run_check("mixed_space", _IgnoresConditions)
+    s = _IgnoresConditions(testing.mixed(), seed=0, budget=3)
+    p = s.ask_proposal()
+    assert p.hparams["training.optimizer.name"] == "adam"
+    assert "training.optimizer.momentum" not in p.hparams
+
+
+def test_uniform_keeps_defaults_by_design():
+    space = testing.mixed()
+    s = strategies.get("uniform", space, seed=0, budget=10)
+    asked = testing.drive_proposals(s, space)
+    assert len(asked) > 3
+    assert all(dict(p.hparams) == space.hyper.defaults() for p in asked)
 
 
 def test_run_check_names_unknown_checks():
