@@ -518,6 +518,44 @@ class Strategy:
             out["flops"] = float(max(self.flops(ranks), 1))
         return out
 
+    # -- partial results ----------------------------------------------------------------------
+    #: A pruned result's accuracy counts as accuracy * (PARTIAL_FLOOR + (1 - PARTIAL_FLOOR) *
+    #: fraction of the full fidelity it was measured at): see `informative_f`.
+    PARTIAL_FLOOR: ClassVar[float] = 0.5
+
+    def fidelity_fraction(self, obs: Observation) -> float:
+        """How much of a full training `obs` was measured at (1.0 when unknown and not pruned):
+        its fidelity over the space's `training.epochs` (or `steps`, by the result's unit); a
+        fidelity already given as a fraction (at most 1) is taken as is; unknown: 0.5."""
+        training = getattr(getattr(self.space, "config", None), "training", None)
+        full = getattr(training, "steps" if obs.result.fidelity_unit == "steps" else "epochs", None)
+        if full:
+            return min(1.0, max(0.0, obs.fidelity / float(full)))
+        if 0.0 < obs.fidelity <= 1.0:
+            return obs.fidelity
+        return 0.5 if obs.status == "pruned" else 1.0
+
+    def is_partial(self, obs: Observation) -> bool:
+        """A pruned trial with usable metrics measured before the end of its training."""
+        return obs.status == "pruned" and obs.usable and self.fidelity_fraction(obs) < 1.0
+
+    def informative_f(self, obs: Observation) -> tuple[float, ...]:
+        """The minimisation vector to learn from: `obs.f`, except that a partial result's
+        accuracy is penalised for the training it missed (scaled by PARTIAL_FLOOR + (1 -
+        PARTIAL_FLOOR) * fraction), so it counts as information, below a completed trial of the
+        same partial accuracy and above a failed one, and partial results keep their order among
+        themselves at equal fidelity. Costs are exact either way."""
+        if not self.is_partial(obs):
+            return obs.f
+        scale = self.PARTIAL_FLOOR + (1.0 - self.PARTIAL_FLOOR) * self.fidelity_fraction(obs)
+        out = []
+        for o, v in zip(self.goals.items, obs.f, strict=True):
+            if o.name == ACCURACY:
+                worst = o.worst()
+                v = worst + scale * (v - worst)
+            out.append(v)
+        return tuple(out)
+
     # -- internals ----------------------------------------------------------------------------
     def _next(self) -> Proposal | None:
         if self.is_finished():
