@@ -673,8 +673,16 @@ class Strategy:
         """How many distinct hyperparameter settings this strategy can propose: the canonical
         settings of the grid (conditions make several level vectors one setting), or infinite
         for a strategy that proposes continuous values off the grid."""
-        if not self.grid_hparams and any(p.kind == "float" and p.step is None for p in self.hyper):
-            return math.inf
+        if not self.grid_hparams:  # every value of each domain: an upper bound
+            total = 1.0
+            for p in self.hyper:
+                if p.kind == "categorical":
+                    total *= len(p.choices)
+                elif p.kind == "float" and p.step is None:
+                    return math.inf
+                else:
+                    total *= math.floor((p.high - p.low) / (p.step or 1) + 1e-9) + 1
+            return total
         size = getattr(self, "_hyper_size_cache", None)
         if size is None:
             total = math.prod(self.hyper.n_levels)

@@ -216,3 +216,24 @@ def test_bayes_suggests_a_conditional_parameter_only_when_its_condition_holds():
     # the sampler's values are continuous (Optuna's own distributions), not the grid's
     lrs = {o.hparams[LR] for o in s.observations}
     assert lrs - set(space.hyper.by_name[LR].levels)
+
+
+TINY_HYPER = {
+    "training.optimizer.name": {"choices": ["adam", "sgd"]},
+    "training.optimizer.momentum": {"low": 0.5, "high": 0.9, "step": 0.4,
+                                    "when": {"training.optimizer.name": "sgd"}},
+}
+
+
+@pytest.mark.parametrize("name", strategies.available())
+def test_a_tiny_mixed_space_is_exhausted_without_repeats(name):
+    """4 rank configurations x 3 settings (adam; sgd with momentum 0.5 or 0.9): 12 in all,
+    although the level grid has 4 x 2 x 2 = 16 vectors (momentum is inactive with adam)."""
+    space = spaces.tiny(hyperparameters=TINY_HYPER)
+    s = strategies.get(name, space, seed=0, budget=50)
+    asked = drive_proposals(s, space)
+    configs = [(p.ranks, tuple(sorted(p.hparams.items()))) for p in asked]
+    assert len(set(configs)) == len(configs) <= 12
+    assert s.is_finished() and s.ask() is None
+    if name == "random":
+        assert len(configs) == 12
