@@ -241,6 +241,16 @@ class Strategy:
             raise StrategyError(f"strategy '{self.name}': tell() needs a TrialResult, got "
                                 f"{type(result).__name__}")
         ranks = self._check_told_ranks(result.ranks)
+        if self.hyper and not result.hparams:
+            # No values means the defaults; a caller that dropped the values it was asked to
+            # train with would teach the strategy the wrong configuration: say so.
+            asked = [dict(h) for r, h in self._outstanding if r == ranks]
+            if asked and self.hyper.defaults() not in asked:
+                raise StrategyError(
+                    f"strategy '{self.name}': trial {trial_id} was told for ranks {list(ranks)} "
+                    f"without hyperparameter values, but they were asked with {asked[0]}; "
+                    "tell the values the trial trained with (TrialResult.hparams, from "
+                    "ask_proposal)")
         hparams = self._check_hparams(result.hparams, f"was told a result (trial {trial_id}) with")
         key = self.key(ranks, hparams)
         self._told.add(trial_id)

@@ -156,6 +156,18 @@ def test_a_result_without_values_is_the_defaults():
     assert dict(s.observations[0].hparams) == space.hyper.defaults()
 
 
+def test_a_result_that_drops_the_asked_values_is_an_error():
+    space = spaces.mixed()
+    s = _Fixed(space, seed=0, budget=10)
+    s.todo = [Proposal(space.equal_ranks(3), {}, {LR: 0.1})]
+    r = s.ask()  # a rank-only caller
+    with pytest.raises(StrategyError, match=r"without hyperparameter values.*ask_proposal"):
+        s.tell("t", TrialResult(r, metrics={"val_accuracy": 0.5}))
+    assert s.pending == 1 and not s.observations
+    s.tell("t", TrialResult(r, metrics={"val_accuracy": 0.5}, hparams={LR: 0.1}))
+    assert s.pending == 0 and s.observations[0].asked
+
+
 def test_state_keeps_values_and_old_rank_only_states_still_load():
     space = spaces.mixed()
     a = strategies.get("random", space, seed=3, budget=12)
