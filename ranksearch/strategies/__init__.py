@@ -1,11 +1,14 @@
-"""Rank-search strategies behind one ask/tell interface, and their registry.
+"""Rank and hyperparameter search strategies behind one ask/tell interface, and their registry.
 
     from ranksearch.strategies import get
     strategy = get("pstrn", space, seed=0, population=30)
     while not strategy.is_finished():
-        ranks = strategy.ask()          # None: waiting for results of the current batch
-        ...
-        strategy.tell(trial_id, TrialResult(ranks, metrics={"val_accuracy": 0.91}, fidelity=20))
+        p = strategy.ask_proposal()     # None: waiting for results of the current batch
+        ...                             # train p.ranks under space.trial_config(p.hparams)
+        strategy.tell(trial_id, TrialResult(p.ranks, metrics={"val_accuracy": 0.91},
+                                            fidelity=20, hparams=dict(p.hparams)))
+
+`ask()` returns the ranks alone (enough on a rank-only space, where `p.hparams` is empty).
 
 Strategies are plain Python objects (no Ray, no MLflow). Modules are imported only when a
 strategy is requested, so `import ranksearch.strategies` stays cheap. Installed packages add

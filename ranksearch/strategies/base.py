@@ -241,6 +241,16 @@ class Strategy:
             raise StrategyError(f"strategy '{self.name}': tell() needs a TrialResult, got "
                                 f"{type(result).__name__}")
         ranks = self._check_told_ranks(result.ranks)
+        if self.hyper and not result.hparams:
+            # No values means the defaults; a caller that dropped the values it was asked to
+            # train with would teach the strategy the wrong configuration: say so.
+            asked = [dict(h) for r, h in self._outstanding if r == ranks]
+            if asked and self.hyper.defaults() not in asked:
+                raise StrategyError(
+                    f"strategy '{self.name}': trial {trial_id} was told for ranks {list(ranks)} "
+                    f"without hyperparameter values, but they were asked with {asked[0]}; "
+                    "tell the values the trial trained with (TrialResult.hparams, from "
+                    "ask_proposal)")
         hparams = self._check_hparams(result.hparams, f"was told a result (trial {trial_id}) with")
         key = self.key(ranks, hparams)
         self._told.add(trial_id)
@@ -518,6 +528,44 @@ class Strategy:
             out["flops"] = float(max(self.flops(ranks), 1))
         return out
 
+    # -- partial results ----------------------------------------------------------------------
+    #: A pruned result's accuracy counts as accuracy * (PARTIAL_FLOOR + (1 - PARTIAL_FLOOR) *
+    #: fraction of the full fidelity it was measured at): see `informative_f`.
+    PARTIAL_FLOOR: ClassVar[float] = 0.5
+
+    def fidelity_fraction(self, obs: Observation) -> float:
+        """How much of a full training `obs` was measured at (1.0 when unknown and not pruned):
+        its fidelity over the space's `training.epochs` (or `steps`, by the result's unit); a
+        fidelity already given as a fraction (at most 1) is taken as is; unknown: 0.5."""
+        training = getattr(getattr(self.space, "config", None), "training", None)
+        full = getattr(training, "steps" if obs.result.fidelity_unit == "steps" else "epochs", None)
+        if full:
+            return min(1.0, max(0.0, obs.fidelity / float(full)))
+        if 0.0 < obs.fidelity <= 1.0:
+            return obs.fidelity
+        return 0.5 if obs.status == "pruned" else 1.0
+
+    def is_partial(self, obs: Observation) -> bool:
+        """A pruned trial with usable metrics measured before the end of its training."""
+        return obs.status == "pruned" and obs.usable and self.fidelity_fraction(obs) < 1.0
+
+    def informative_f(self, obs: Observation) -> tuple[float, ...]:
+        """The minimisation vector to learn from: `obs.f`, except that a partial result's
+        accuracy is penalised for the training it missed (scaled by PARTIAL_FLOOR + (1 -
+        PARTIAL_FLOOR) * fraction), so it counts as information, below a completed trial of the
+        same partial accuracy and above a failed one, and partial results keep their order among
+        themselves at equal fidelity. Costs are exact either way."""
+        if not self.is_partial(obs):
+            return obs.f
+        scale = self.PARTIAL_FLOOR + (1.0 - self.PARTIAL_FLOOR) * self.fidelity_fraction(obs)
+        out = []
+        for o, v in zip(self.goals.items, obs.f, strict=True):
+            if o.name == ACCURACY:
+                worst = o.worst()
+                v = worst + scale * (v - worst)
+            out.append(v)
+        return tuple(out)
+
     # -- internals ----------------------------------------------------------------------------
     def _next(self) -> Proposal | None:
         if self.is_finished():
@@ -635,8 +683,16 @@ class Strategy:
         """How many distinct hyperparameter settings this strategy can propose: the canonical
         settings of the grid (conditions make several level vectors one setting), or infinite
         for a strategy that proposes continuous values off the grid."""
-        if not self.grid_hparams and any(p.kind == "float" and p.step is None for p in self.hyper):
-            return math.inf
+        if not self.grid_hparams:  # every value of each domain: an upper bound
+            total = 1.0
+            for p in self.hyper:
+                if p.kind == "categorical":
+                    total *= len(p.choices)
+                elif p.kind == "float" and p.step is None:
+                    return math.inf
+                else:
+                    total *= math.floor((p.high - p.low) / (p.step or 1) + 1e-9) + 1
+            return total
         size = getattr(self, "_hyper_size_cache", None)
         if size is None:
             total = math.prod(self.hyper.n_levels)

@@ -17,6 +17,13 @@ the ranks, a conditional one only when its condition holds on the values suggest
 so the sampler sees exactly the active parameters. Values are continuous (not the strategies'
 grid); startup configurations spread over the compression axis draw them on the grid.
 
+A trial pruned by a multi-fidelity scheduler with usable metrics is information, not a failure:
+it is told to the study as a COMPLETE trial whose accuracy is penalised for the training it
+missed (`Strategy.informative_f`: scaled by 0.5 + 0.5 * fraction of the full epochs). Telling it
+PRUNED with an intermediate value was the alternative; it is not taken because Optuna's
+multi-objective samplers learn only from complete trials (and `Trial.report` does not support
+several objectives), so a pruned state would throw the measurement away.
+
 `optuna-nsga2` is Optuna's own NSGAIISampler (population 30), run through the same protocol as
 the reference our evolutionary strategies are compared with; it gets no such help beyond the
 duplicate and constraint handling every strategy must do.
@@ -252,13 +259,14 @@ class OptunaStrategy(Strategy):
         if trial is None and first and key in self._seed_kinds and self._study is not None:
             self._enqueue(obs.ranks, dict(obs.hparams))  # a seed joins the study as a trial of its own
             trial = self._trial_of[key]
+        f = self.informative_f(obs)  # a pruned trial's partial result, penalised
         if obs.usable:
-            self._f.setdefault(key, obs.f)
+            self._f.setdefault(key, f)
         if trial is None or not first:
             return  # told for a configuration Optuna never proposed, or reported again
         del self._trial_of[key]
         if obs.usable:
-            self._complete(trial, obs.f, 0.0)
+            self._complete(trial, f, 0.0)
         else:
             with _quiet():
                 self._study.tell(trial, state=TrialState.FAIL)

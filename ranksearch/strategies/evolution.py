@@ -23,6 +23,10 @@ random generator. On top of it, what we know before training is used:
 - children that map to a configuration already evaluated (or proposed) are rejected during
   mating, and configurations met again across phases reuse their recorded objectives: nothing
   is evaluated twice;
+- a trial pruned by a multi-fidelity scheduler with usable metrics counts by its partial result
+  (`Strategy.informative_f`: accuracy penalised for the training it missed) in selection and
+  pre-screening, and PSTRN's phase switch ranks pruned configurations after the completed ones
+  (`PSTRN.ranked`), instead of counting them as failures;
 - each generation breeds `prescreen` (default 5) times the children it needs and keeps the
   most promising: non-dominated sorting and crowding on the exact cost and an accuracy
   estimated from the nearest evaluated configurations (`prescreen=1` turns this off).
@@ -184,7 +188,7 @@ class _EvolutionBase(BatchStrategy):
     def _f_or_worst(self, ranks: RankConfig) -> tuple[float, ...]:
         obs = self.known.get(ranks)
         if obs is not None:
-            return obs.f
+            return self.informative_f(obs)  # a pruned member's partial result, penalised
         # never evaluated (budget ran out, or infeasible beyond repair): known cost, worst measured
         return self.worst_vector(ranks)
 
@@ -273,7 +277,7 @@ class _EvolutionBase(BatchStrategy):
         known = list(self.known)
         K = np.log(np.array(known, dtype=float))
         acc_idx = [i for i, o in enumerate(self.goals.items) if not o.is_cost]
-        Fk = np.array([self.known[r].f for r in known], dtype=float)
+        Fk = np.array([self.informative_f(self.known[r]) for r in known], dtype=float)
         C = np.log(np.array(ranks, dtype=float))
         d = np.sqrt(((C[:, None, :] - K[None, :, :]) ** 2).sum(axis=2)) + 1e-9
         k = min(5, len(known))
@@ -406,13 +410,23 @@ class PSTRN(_EvolutionBase):
         self._switch()
         return True
 
+    def ranked(self, configs: Sequence[RankConfig]) -> list[RankConfig]:
+        """Best first: completed trials by non-dominated rank then crowding, then the pruned
+        ones (partial results) ordered the same way by their partial objectives."""
+        out: list[RankConfig] = []
+        for group in ([r for r in configs if not self.is_partial(self.known[r])],
+                      [r for r in configs if self.is_partial(self.known[r])]):
+            if group:
+                F = np.array([self.known[r].f for r in group], dtype=float)
+                out += [group[i] for i in rank_and_crowding_order(F)]
+        return out
+
     def _switch(self) -> None:
         """Re-centre every element on its mode among the top-k, narrow the step, restart the GA."""
         self.phase += 1
         known = list(self.known)
         if known:
-            F = np.array([self.known[r].f for r in known], dtype=float)
-            top = [known[i] for i in rank_and_crowding_order(F)[: self.top_k]]
+            top = self.ranked(known)[: self.top_k]
             self.centres = tuple(
                 _mode([r[j] for r in top], prefer=self.centres[j]) for j in range(self.n)
             )
