@@ -138,7 +138,10 @@ class StrategySearcher(Searcher):
                 self._finished = self.budget_spent = True
                 return Searcher.FINISHED
             return None
-        asked = self.strategy.ask()
+        # ask_proposal gives the hyperparameter values with the ranks; a third-party strategy
+        # written against the older contract may only have ask() (ranks alone).
+        ask = getattr(self.strategy, "ask_proposal", None) or self.strategy.ask
+        asked = ask()
         if asked is None:
             if not self._live and not self._awaiting_reason and not self.strategy.is_finished():
                 # Nothing running can ever unblock it: stop instead of polling forever.
@@ -153,7 +156,8 @@ class StrategySearcher(Searcher):
         ranks, hparams = self._configuration(asked)
         trial_id = trial_id_for(self._next_index)
         self._next_index += 1
-        return self._launch(tune_id, trial_id, ranks, self.strategy.info(ranks), None, hparams)
+        info = asked.info if isinstance(getattr(asked, "info", None), dict) else self.strategy.info(ranks)
+        return self._launch(tune_id, trial_id, ranks, dict(info), None, hparams)
 
     def canonical(self, hparams: Any) -> dict[str, Any]:
         """Hyperparameter values as trials, the record and MLflow carry them: the space's

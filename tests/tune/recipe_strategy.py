@@ -24,7 +24,7 @@ class RandomRecipe(Strategy):
     def _propose(self, limit: int) -> Iterable[Proposal]:
         out: list[Proposal] = []
         while len(out) < min(limit, 2):
-            ranks = tuple(int(self.rng.choice(v)) for v in self.values)
+            ranks = tuple(int(self.rng.choice(v)) for v in self.values[:self.n_ranks])
             if not self.is_new(ranks) or any(p.ranks == ranks for p in out):
                 continue
             raw = {p.name: p.levels[int(self.rng.integers(len(p.levels)))] for p in self.space.hyper}

@@ -81,9 +81,9 @@ def test_a_proposal_returned_by_ask_is_read_for_its_values(space):
     class AsksProposals(RandomRecipe):
         name = "test-asks-proposals"
 
-        def ask(self):
-            ranks = super().ask()
-            return None if ranks is None else Proposal(ranks, {}, {"training.optimizer.lr": 0.01})
+        def ask_proposal(self):
+            p = super().ask_proposal()
+            return None if p is None else Proposal(p.ranks, {}, {"training.optimizer.lr": 0.01})
 
     s = StrategySearcher(AsksProposals(space, seed=0, budget=1))
     config = s.suggest("A")
