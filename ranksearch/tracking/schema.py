@@ -8,12 +8,14 @@ place. Layout (see DESIGN.md, "MLflow layout"):
 - parent run = one search: tags `ranksearch.kind=search`, status, space, strategy, objectives,
   constraints, rank element names, hypervolume reference; params (strategy, options, budget,
   seed, ...) and one param `hp_domain.<name>` per hyperparameter (its domain as JSON, as the
-  space's `hyperparameters:` block writes it); metrics `hypervolume`, `front_size` and the search cost at step = finished
-  trials; artifacts `space.yaml` and `pareto/{front.json,history.json,front.html,front.png}`.
+  space's `hyperparameters:` block writes it); metrics `hypervolume`, `front_size` and the
+  search cost at step = finished trials; artifacts `space.yaml` and
+  `pareto/{front.json,history.json,front.html,front.png}`.
 - child run = one trial (tag `mlflow.parentRunId`): params = one per rank element plus a JSON
-  copy (`ranks`), and one `hp.<name>` per hyperparameter value the trial trained with; per-epoch metrics at step = epoch; final metrics; tags `trial_id`, the
-  trial status, the full result as JSON (exact read-back), strategy bookkeeping, and
-  `pareto_optimal` = true/false as the search's front archive last decided.
+  copy (`ranks`), and one `hp.<name>` per hyperparameter value the trial trained with;
+  per-epoch metrics at step = epoch; final metrics; tags `trial_id`, the trial status, the
+  full result as JSON (exact read-back), strategy bookkeeping, and `pareto_optimal` =
+  true/false as the search's front archive last decided.
 """
 
 from __future__ import annotations

@@ -138,10 +138,8 @@ class StrategySearcher(Searcher):
                 self._finished = self.budget_spent = True
                 return Searcher.FINISHED
             return None
-        # ask_proposal gives the hyperparameter values with the ranks; a third-party strategy
-        # written against the older contract may only have ask() (ranks alone).
-        ask = getattr(self.strategy, "ask_proposal", None) or self.strategy.ask
-        asked = ask()
+        ask = getattr(self.strategy, "ask_proposal", None)  # ranks, info and values in one answer
+        asked = ask() if callable(ask) else self.strategy.ask()
         if asked is None:
             if not self._live and not self._awaiting_reason and not self.strategy.is_finished():
                 # Nothing running can ever unblock it: stop instead of polling forever.
@@ -154,10 +152,10 @@ class StrategySearcher(Searcher):
                 return Searcher.FINISHED
             return None
         ranks, hparams = self._configuration(asked)
+        info = dict(asked.info) if hasattr(asked, "info") and isinstance(asked.info, dict) else self.strategy.info(ranks)
         trial_id = trial_id_for(self._next_index)
         self._next_index += 1
-        info = asked.info if isinstance(getattr(asked, "info", None), dict) else self.strategy.info(ranks)
-        return self._launch(tune_id, trial_id, ranks, dict(info), None, hparams)
+        return self._launch(tune_id, trial_id, ranks, info, None, hparams)
 
     def canonical(self, hparams: Any) -> dict[str, Any]:
         """Hyperparameter values as trials, the record and MLflow carry them: the space's
@@ -169,8 +167,9 @@ class StrategySearcher(Searcher):
         return hyper.canonical(dict(hparams or {}))
 
     def _configuration(self, asked: Any) -> tuple[tuple[int, ...], dict[str, Any]]:
-        """(ranks, hparams) of what `ask()` returned: a rank vector (its values, if the strategy
-        chose any, from the strategy's bookkeeping) or a `Proposal`-like object with both."""
+        """(ranks, hparams) of what the strategy answered: a `Proposal` (`ask_proposal`: ranks,
+        info and values) or a rank vector (`ask`; its values, if the strategy chose any, from
+        the strategy's `hparams(ranks)`)."""
         if hasattr(asked, "ranks"):  # a Proposal (ranks, info, hparams)
             ranks = tuple(int(r) for r in asked.ranks)
             hparams = getattr(asked, "hparams", None)

@@ -36,10 +36,14 @@ def load_stack_module() -> Any:
     return module
 
 
-def write_space(path: Path, *, epochs: int, budget: int, batch_size: int = 64, workers: int = 2) -> Path:
-    """The quickstart digits space, made as small or as slow as a test needs."""
+def write_space(path: Path, *, epochs: int, budget: int, batch_size: int = 64, workers: int = 2,
+                hyperparameters: dict[str, Any] | None = None) -> Path:
+    """The quickstart digits space, made as small or as slow as a test needs (with a
+    `hyperparameters:` block when given)."""
     data = yaml.safe_load(QUICKSTART.read_text())
     data["training"].update(epochs=epochs, batch_size=batch_size)
+    if hyperparameters:
+        data["hyperparameters"] = hyperparameters
     data["strategy"]["budget"] = budget
     data["resources"] = {"cpus_per_trial": 1, "max_concurrent": workers}
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -67,7 +67,10 @@ def _check_node_tags(runs: dict, nodes: dict[str, list[str]]) -> None:
 
 def test_submitted_search_runs_on_both_worker_nodes_and_lands_in_mlflow_and_s3(local_stack, tmp_path):
     stack = local_stack
-    space = write_space(tmp_path / "space.yaml", epochs=3, budget=4)
+    hyper = {"training.optimizer.lr": {"low": 1e-3, "high": 1e-2, "log": True},
+             "training.optimizer.name": {"choices": ["adam", "sgd"]},
+             "training.optimizer.momentum": {"low": 0.8, "high": 0.95, "when": {"training.optimizer.name": "sgd"}}}
+    space = write_space(tmp_path / "space.yaml", epochs=3, budget=4, hyperparameters=hyper)
     t0 = time.monotonic()
     proc = stack.cli("submit", str(space), "--name", "multinode", "--storage", stack.storage)
     job_id = _job_id(proc)
@@ -103,6 +106,15 @@ def test_submitted_search_runs_on_both_worker_nodes_and_lands_in_mlflow_and_s3(l
     assert sorted(nodes) == sorted(state["trials"]) and all(nodes.values())
     assert {n[-1] for n in nodes.values()} == set(workers.values())
     _check_node_tags(runs, nodes)
+
+    # Each trial's hyperparameter values: in the record on S3, as hp.* params of its child run,
+    # and the domains on the parent.
+    for tid, run in runs.items():
+        values = state["trials"][tid]["hparams"]
+        assert values and {k.removeprefix("hp."): v for k, v in run.data.params.items()
+                           if k.startswith("hp.")} == {k: str(v) for k, v in values.items()}
+    parent_params = stack.mlflow_client().get_run(state["parent_run_id"]).data.params
+    assert {k.removeprefix("hp_domain.") for k in parent_params if k.startswith("hp_domain.")} == set(hyper)
 
     # No token or key in anything a user or MLflow sees.
     client = stack.mlflow_client()

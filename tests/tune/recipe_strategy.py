@@ -23,8 +23,9 @@ class RandomRecipe(Strategy):
 
     def _propose(self, limit: int) -> Iterable[Proposal]:
         out: list[Proposal] = []
+        rank_values = getattr(self, "rank_values", self.values)  # the ranks alone, on any base class
         while len(out) < min(limit, 2):
-            ranks = tuple(int(self.rng.choice(v)) for v in self.values[:self.n_ranks])
+            ranks = tuple(int(self.rng.choice(v)) for v in rank_values)
             if not self.is_new(ranks) or any(p.ranks == ranks for p in out):
                 continue
             raw = {p.name: p.levels[int(self.rng.integers(len(p.levels)))] for p in self.space.hyper}

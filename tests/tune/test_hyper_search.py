@@ -54,7 +54,7 @@ def check_run_matches(run, values: dict) -> None:
     assert ("training.optimizer.momentum" in values) == (values["training.optimizer.name"] == "sgd")
 
 
-def test_a_search_with_hyperparameters_trains_and_records_every_value(ray_runtime, tmp_path, tracking):
+def test_a_search_with_hyperparameters_trains_and_records_every_value(ray_runtime, tmp_path, tracking, capsys):
     space_file = recipe_space(tmp_path / "space.yaml", epochs=2, budget=6)
     space = load_space(space_file)
     store = str(tmp_path / "store")
@@ -81,8 +81,13 @@ def test_a_search_with_hyperparameters_trains_and_records_every_value(ray_runtim
             history = client.get_metric_history(runs[tid].info.run_id, "lr")
             assert len(history) == 2 and all(math.isclose(m.value, lr, rel_tol=1e-6) for m in history)
     assert len(lrs) >= 3  # values differ across trials
-    front = service.front_rows(service.front("hp", storage=store))
-    assert front and all(r["hparams"] == state.trials[r["trial_id"]].hparams for r in front)
+    capsys.readouterr()
+    main(["front", "hp", "--all", "--json", "--storage", store, "--tracking-uri", tracking])
+    rows = json.loads(capsys.readouterr().out)["trials"]
+    assert {r["trial_id"]: r["hparams"] for r in rows} == {t: rec.hparams for t, rec in state.trials.items()}
+    main(["front", "hp", "--storage", store, "--tracking-uri", tracking])
+    table = capsys.readouterr().out
+    assert "hyperparam" in table and "optimizer.name=" in table.replace("\n", "")
 
     # best writes the picked trial's values; train applies them (and logs them).
     cfg = tmp_path / "best.yaml"

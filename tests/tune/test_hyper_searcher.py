@@ -77,18 +77,25 @@ def test_proposed_values_travel_to_the_trial_the_result_and_the_saved_state(spac
     assert again.strategy.observations[-1].result.hparams == configs["C"]["hparams"]
 
 
-def test_a_proposal_returned_by_ask_is_read_for_its_values(space):
+def test_a_proposal_answered_by_ask_proposal_is_read_for_its_values(space):
     class AsksProposals(RandomRecipe):
         name = "test-asks-proposals"
 
         def ask_proposal(self):
-            p = super().ask_proposal()
-            return None if p is None else Proposal(p.ranks, {}, {"training.optimizer.lr": 0.01})
+            parent = getattr(super(), "ask_proposal", None)
+            got = parent() if parent is not None else RandomRecipe.ask(self)
+            if got is None:
+                return None
+            ranks = got.ranks if isinstance(got, Proposal) else got
+            return Proposal(ranks, {"generation": 7}, {"training.optimizer.lr": 0.01})
 
-    s = StrategySearcher(AsksProposals(space, seed=0, budget=1))
+    listener = Listener()
+    s = StrategySearcher(AsksProposals(space, seed=0, budget=1), listener=listener)
     config = s.suggest("A")
     assert config["hparams"]["training.optimizer.lr"] == 0.01
     assert config["hparams"] == space.hyper.canonical({"training.optimizer.lr": 0.01})
+    s.on_trial_complete("A", final())
+    assert listener.told["t0001"].info == {"generation": 7}  # the proposal's bookkeeping
 
 
 def test_a_version_1_searcher_state_still_loads(space):
