@@ -42,7 +42,9 @@ def _best_with_defaults(space) -> float:
 
 
 def test_every_searching_strategy_is_covered():
-    assert set(SETTINGS) == set(strategies.available()) - {"uniform"}
+    # other test modules register strategies named test-*; only the shipped ones count here
+    shipped = {n for n in strategies.available() if not n.startswith("test-")}
+    assert set(SETTINGS) == shipped - {"uniform"}
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
