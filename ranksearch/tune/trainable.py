@@ -56,6 +56,10 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
     t0 = time.perf_counter()
     _set_threads(cpus_per_trial)
     space = space_from_json(space_json)
+    if space.user_function is not None:  # the user's own training function (ranksearch.userfn)
+        from ranksearch.tune.userfn_trial import train_user_trial
+
+        return train_user_trial(config, space)
     ranks = tuple(int(r) for r in config["ranks"])
     workdir = Path(tempfile.mkdtemp(prefix=f"ranksearch-{config.get('trial_id', 'trial')}-"))
     state_dir = workdir / "state"
