@@ -13,6 +13,10 @@ to propose next:
   worst values; `feasible` is `Objectives.feasible` on the exact parameter count;
 - results may arrive out of order, twice (the first report wins), or for configurations the
   strategy never asked for (kept as extra information);
+- a configuration is ranks plus hyperparameter values (`SearchSpace.hyper`; none on a rank-only
+  space): "never propose the same configuration twice" compares both, on canonical values
+  (`HyperSpace.key`: inactive conditional parameters dropped), and proposed values are checked
+  against their domains (`HyperSpace.check`);
 - `state_dict` is a versioned JSON-able log of the seeds, asks and tells; `load_state_dict`
   replays it into a fresh strategy, so every strategy (including those backed by pymoo or
   Optuna) resumes exactly where it stopped without pickling anything;
@@ -20,6 +24,21 @@ to propose next:
   vectors a user knows) are proposed before anything the subclass proposes, count against the
   budget, and their results reach the subclass through `_observe` like any other; a subclass
   may read `self.seeds` in `_start` (e.g. to put them into a first population).
+
+How a subclass names a configuration: `_propose` may yield a rank vector (hyperparameters at
+their defaults), a `Proposal(ranks, info, hparams)` with explicit values (what `bayes` does with
+Optuna's native distributions), or a *decision vector*: the ranks followed by one grid level
+code per hyperparameter (code = level index + 1, `HyperSpace.encode`), which is how the
+integer-vector strategies (random, nsga2, pstrn, beam, rl) search hyperparameters as further
+decisions. `self.values` / `self.n` describe that whole vector (the ranks' allowed values, then
+the codes 1..levels of each hyperparameter); `self.rank_values` / `self.n_ranks` the ranks
+alone. `canon` sets an inactive parameter's code to its default's, so two vectors that differ
+only there are the same configuration; `params`, `feasible` and the cost helpers read only the
+rank part; `Observation.x` is the told configuration as such a vector. On a rank-only space the
+vector is the rank vector and everything behaves as before.
+
+The searcher asks with `ask_proposal()` (ranks, info and hyperparameter values); `ask()` returns
+the ranks alone, for rank-only callers.
 
 Subclasses implement `_propose(limit)` and usually `_observe(obs)`, and declare their options as
 an `Options` dataclass (`ranksearch.strategies.options`), validated once here into `self.opts`;
@@ -33,6 +52,7 @@ it so that calling it again at once changes nothing more (a run of empty asks is
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import deque
@@ -43,7 +63,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from ranksearch.errors import SpaceError
 from ranksearch.objectives import ACCURACY, COST_OBJECTIVES, Objectives
+from ranksearch.space.hyper import HyperSpace
 from ranksearch.strategies.errors import StrategyError
 from ranksearch.strategies.options import StrategyOptions
 from ranksearch.trial import RankConfig, TrialResult
@@ -52,8 +74,14 @@ if TYPE_CHECKING:
     from ranksearch.space import SearchSpace
 
 STATE_FORMAT = "ranksearch.strategy"
-STATE_VERSION = 2  # 2 added "seeds"; version 1 states (no seeds) still load
-_READABLE_VERSIONS = (1, 2)
+#: Largest hyperparameter grid whose canonical settings are counted one by one.
+ENUMERATE_LIMIT = 200_000
+#: 3 added "hparams" to asks and results on spaces with hyperparameters; 2 added "seeds";
+#: versions 1 and 2 (rank-only logs) still load
+STATE_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+#: A configuration's identity: its ranks and `HyperSpace.key` of its hyperparameter values.
+Key = tuple[RankConfig, tuple[tuple[str, Any], ...]]
 __all__ = ["ACCURACY", "COST_OBJECTIVES", "Observation", "Proposal", "Strategy", "StrategyError",
            "StrategyOptions"]
 
@@ -83,6 +111,9 @@ class Observation:
     asked: bool  # the strategy proposed these ranks and was waiting for them
     result: TrialResult = field(repr=False, compare=False)
     hparams: Mapping[str, Any] = field(default_factory=dict)
+    #: the configuration as a decision vector: ranks, then one level code per hyperparameter
+    #: (nearest grid level; equal to `ranks` on a rank-only space)
+    x: tuple[int, ...] = ()
 
 
 class Strategy:
@@ -96,6 +127,9 @@ class Strategy:
     #: here and kept as `self.opts`. None means untyped: a subclass that takes its own keyword
     #: arguments and hands them to this constructor as a plain `options` dict (recorded only).
     Options: ClassVar[type[StrategyOptions] | None] = None
+    #: False for a strategy that proposes hyperparameter values off the grid (Optuna's native
+    #: distributions): a continuous domain then never runs out of configurations.
+    grid_hparams: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -126,9 +160,16 @@ class Strategy:
         self.options: dict[str, Any] = _jsonable(
             self.opts.to_dict() if self.opts is not None else dict(options or {}))
         self.elements = tuple(space.elements)
-        self.n = len(self.elements)
-        self.values: tuple[tuple[int, ...], ...] = tuple(tuple(e.values) for e in self.elements)
-        self._allowed = tuple(frozenset(v) for v in self.values)
+        #: The searched hyperparameters (empty on a rank-only space).
+        self.hyper: HyperSpace = getattr(space, "hyper", None) or HyperSpace()
+        self.n_ranks = len(self.elements)
+        self.rank_values: tuple[tuple[int, ...], ...] = tuple(tuple(e.values) for e in self.elements)
+        #: Allowed values of each decision: the ranks, then each hyperparameter's level codes.
+        self.values: tuple[tuple[int, ...], ...] = self.rank_values + tuple(
+            tuple(range(1, k + 1)) for k in self.hyper.n_levels)
+        self.n = len(self.values)
+        self._allowed = tuple(frozenset(v) for v in self.rank_values)
+        self._default_codes: tuple[int, ...] = self._codes(self.hyper.defaults()) if self.hyper else ()
         #: Directions, scales, worst values and constraints: the one shared definition.
         self.goals = Objectives.from_space(space)
         self.max_params: int | None = self.goals.max_params
@@ -140,12 +181,12 @@ class Strategy:
         self._started = False
         self._exhausted = False
         self._queue: deque[Proposal] = deque()
-        self._seen: set[RankConfig] = set()
-        self._outstanding: dict[RankConfig, int] = {}
-        self._info: dict[RankConfig, dict[str, Any]] = {}
+        self._seen: set[Key] = set()
+        self._outstanding: dict[Key, int] = {}
+        self._info: dict[Key, dict[str, Any]] = {}
         self._told: set[str] = set()
         self._events: list[dict[str, Any]] = []
-        self._seed_kinds: dict[RankConfig, str] = {}  # accepted seeds, in order, and their kind
+        self._seed_kinds: dict[Key, str] = {}  # accepted seeds, in order, and their kind
         self.n_asked = 0
         self.observations: list[Observation] = []
         self._check_feasible_exists()
@@ -168,14 +209,25 @@ class Strategy:
 
     # -- the public protocol ------------------------------------------------------------------
     def ask(self) -> RankConfig | None:
-        """The next configuration to evaluate, or None (finished, or waiting for results)."""
-        ranks = self._next()
-        if ranks is not None:
-            self._events.append({"ask": list(ranks)})
+        """The ranks of the next configuration, or None (finished, or waiting for results).
+
+        On a space with hyperparameters use `ask_proposal`, which also gives their values."""
+        proposal = self.ask_proposal()
+        return None if proposal is None else proposal.ranks
+
+    def ask_proposal(self) -> Proposal | None:
+        """The next configuration to evaluate, with its info and canonical hyperparameter values,
+        or None (finished, or waiting for results)."""
+        proposal = self._next()
+        if proposal is not None:
+            event: dict[str, Any] = {"ask": list(proposal.ranks)}
+            if self.hyper:
+                event["hparams"] = dict(proposal.hparams)
+            self._events.append(event)
         elif not (self._events and self._events[-1].get("ask", 0) is None):
             # A None answer is logged once per run of them: replay must ask at the same points.
             self._events.append({"ask": None})
-        return ranks
+        return proposal
 
     def tell(self, trial_id: str, result: TrialResult) -> None:
         """Record a trial's outcome. A second report for the same trial id is ignored."""
@@ -186,17 +238,19 @@ class Strategy:
             raise StrategyError(f"strategy '{self.name}': tell() needs a TrialResult, got "
                                 f"{type(result).__name__}")
         ranks = self._check_told_ranks(result.ranks)
+        hparams = self._check_hparams(result.hparams, f"was told a result (trial {trial_id}) with")
+        key = self.key(ranks, hparams)
         self._told.add(trial_id)
-        asked = self._outstanding.get(ranks, 0) > 0
+        asked = self._outstanding.get(key, 0) > 0
         if asked:
-            self._outstanding[ranks] -= 1
-            if not self._outstanding[ranks]:
-                del self._outstanding[ranks]
-        elif any(p.ranks == ranks for p in self._queue):
+            self._outstanding[key] -= 1
+            if not self._outstanding[key]:
+                del self._outstanding[key]
+        elif any(self.key(p.ranks, p.hparams) == key for p in self._queue):
             # measured elsewhere before it was handed out: never hand it out to be trained again
-            self._queue = deque(p for p in self._queue if p.ranks != ranks)
-        self._seen.add(ranks)
-        obs = self._observation(trial_id, ranks, result, asked)
+            self._queue = deque(p for p in self._queue if self.key(p.ranks, p.hparams) != key)
+        self._seen.add(key)
+        obs = self._observation(trial_id, ranks, hparams, result, asked)
         self.observations.append(obs)
         self._events.append({"tell": trial_id, "result": _result_record(result)})
         self._observe(obs)
@@ -209,9 +263,10 @@ class Strategy:
             return False
         return self._exhausted or len(self._seen) >= self._search_size()
 
-    def info(self, ranks: Sequence[int]) -> dict[str, Any]:
-        """The strategy's bookkeeping for a proposed configuration (e.g. generation, phase)."""
-        return dict(self._info.get(tuple(int(r) for r in ranks), {}))
+    def info(self, ranks: Sequence[int], hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The strategy's bookkeeping for a proposed configuration (e.g. generation, phase):
+        ranks and hyperparameter values, or a decision vector."""
+        return dict(self._info.get(self.key(ranks, hparams), {}))
 
     def log_since(self, start: int) -> list[dict[str, Any]]:
         """The ask/tell log from position `start` on: what a search's append-only record keeps,
@@ -228,6 +283,46 @@ class Strategy:
         """Number of asked configurations whose result has not been told yet."""
         return sum(self._outstanding.values())
 
+    def in_flight(self, x: Sequence[int], hparams: Mapping[str, Any] | None = None) -> bool:
+        """True when this configuration was handed out and its result is not told yet."""
+        return self.key(x, hparams) in self._outstanding
+
+    # -- configurations: ranks, hyperparameter values and decision vectors ---------------------
+    def key(self, x: Sequence[int], hparams: Mapping[str, Any] | None = None) -> Key:
+        """The identity duplicate checks compare: `x` is ranks (then `hparams`, or the defaults
+        when None) or a decision vector (ranks then level codes)."""
+        if hparams is None:
+            ranks, values = self.split(x)
+        else:
+            ranks, values = tuple(int(r) for r in x), hparams
+        return ranks, (self.hyper.key(values) if self.hyper else ())
+
+    def split(self, x: Sequence[int]) -> tuple[RankConfig, dict[str, Any]]:
+        """(ranks, canonical hyperparameter values) of a decision vector; a bare rank vector
+        gets the defaults."""
+        x = tuple(int(v) for v in x)
+        if not self.hyper:
+            return x, {}
+        if len(x) == self.n_ranks:
+            return x, self.hyper.defaults()
+        return x[: self.n_ranks], self.hyper.decode([c - 1 for c in x[self.n_ranks:]])
+
+    def vector(self, ranks: Sequence[int], hparams: Mapping[str, Any] | None = None) -> tuple[int, ...]:
+        """The decision vector of ranks and hyperparameter values (nearest level of each; an
+        inactive or missing parameter at its default's level)."""
+        r = tuple(int(v) for v in ranks[: self.n_ranks])
+        if not self.hyper:
+            return r
+        return r + (self._codes(hparams) if hparams else self._default_codes)
+
+    def canon(self, x: Sequence[int]) -> tuple[int, ...]:
+        """The canonical decision vector: inactive hyperparameters at their default's code."""
+        if not self.hyper:
+            return x if isinstance(x, tuple) else tuple(int(v) for v in x)
+        return self.vector(*self.split(x))
+
+    def _codes(self, hparams: Mapping[str, Any]) -> tuple[int, ...]:
+        return tuple(i + 1 for i in self.hyper.encode(hparams))
     @property
     def started(self) -> bool:
         """True once the first ask was made (seeds can no longer be added)."""
@@ -241,7 +336,8 @@ class Strategy:
         A seed with the wrong length or a rank out of bounds is an error, like such a proposal;
         one that breaks `max_params` / `min_compression`, or was seeded, told or proposed
         before, is skipped. Seeds count against the budget; `kind` ('explicit', 'equal',
-        'effective', ...) is kept in the configuration's `info`.
+        'effective', ...) is kept in the configuration's `info`. A seed's hyperparameters are
+        at their defaults.
         """
         if self._started:
             raise StrategyError(f"strategy '{self.name}': add_seeds must be called before the "
@@ -249,21 +345,24 @@ class Strategy:
         accepted: list[RankConfig] = []
         for config in configs:
             ranks = self._check_vector(config, "was given the seed")
-            if ranks in self._seen or not self.feasible(ranks):
+            hparams = self.hyper.defaults() if self.hyper else {}
+            key = self.key(ranks, hparams)
+            if key in self._seen or not self.feasible(ranks):
                 continue
-            self._seen.add(ranks)
-            self._seed_kinds[ranks] = str(kind)
-            self._queue.append(Proposal(ranks, {"seeded": str(kind)}))
+            self._seen.add(key)
+            self._seed_kinds[key] = str(kind)
+            self._queue.append(Proposal(ranks, {"seeded": str(kind)}, hparams))
             accepted.append(ranks)
         return accepted
 
     @property
-    def seeds(self) -> tuple[RankConfig, ...]:
-        """The accepted seeds, in the order they are proposed."""
-        return tuple(self._seed_kinds)
+    def seeds(self) -> tuple[tuple[int, ...], ...]:
+        """The accepted seeds as decision vectors (the rank vectors on a rank-only space), in
+        the order they are proposed."""
+        return tuple(self.vector(r, dict(h)) for r, h in self._seed_kinds)
 
-    def is_seed(self, ranks: Sequence[int]) -> bool:
-        return tuple(int(r) for r in ranks) in self._seed_kinds
+    def is_seed(self, x: Sequence[int], hparams: Mapping[str, Any] | None = None) -> bool:
+        return self.key(x, hparams) in self._seed_kinds
 
     # -- resume -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -276,7 +375,7 @@ class Strategy:
             "seed": self.seed,
             "budget": self.budget,
             "options": _jsonable(self.options),
-            "seeds": [{"ranks": list(r), "kind": k} for r, k in self._seed_kinds.items()],
+            "seeds": [{"ranks": list(r), "kind": k} for (r, _h), k in self._seed_kinds.items()],
             "events": [dict(e) for e in self._events],
         }
 
@@ -301,8 +400,9 @@ class Strategy:
             self.add_seeds([item["ranks"]], kind=item.get("kind", "explicit"))
         for i, event in enumerate(state["events"]):
             if "ask" in event:
-                want = None if event["ask"] is None else tuple(int(r) for r in event["ask"])
-                got = self.ask()
+                want = None if event["ask"] is None else self.key(event["ask"], event.get("hparams") or {})
+                proposal = self.ask_proposal()
+                got = None if proposal is None else self.key(proposal.ranks, proposal.hparams)
                 if got != want:
                     raise StrategyError(
                         f"strategy '{self.name}': resuming diverged at event {i}: the log "
@@ -351,8 +451,9 @@ class Strategy:
 
     # -- helpers for subclasses ---------------------------------------------------------------
     def params(self, ranks: Sequence[int]) -> int:
-        """Closed-form parameter count of the whole model (cached per rank vector)."""
-        key = tuple(int(r) for r in ranks)
+        """Closed-form parameter count of the whole model (cached per rank vector; a decision
+        vector's hyperparameter codes are ignored)."""
+        key = tuple(int(r) for r in ranks[: self.n_ranks])
         p = self._params_cache.get(key)
         if p is None:
             from ranksearch.space import count_params
@@ -361,7 +462,7 @@ class Strategy:
         return p
 
     def flops(self, ranks: Sequence[int]) -> int:
-        key = tuple(int(r) for r in ranks)
+        key = tuple(int(r) for r in ranks[: self.n_ranks])
         v = self._flops_cache.get(key)
         if v is None:
             from ranksearch.space import count_flops
@@ -378,17 +479,20 @@ class Strategy:
             return True  # no need to count parameters
         return self.goals.feasible(self.params(ranks))
 
-    def is_new(self, ranks: Sequence[int]) -> bool:
-        """True when the configuration was never proposed nor told."""
-        return tuple(int(r) for r in ranks) not in self._seen
+    def is_new(self, x: Sequence[int], hparams: Mapping[str, Any] | None = None) -> bool:
+        """True when the configuration (ranks and `hparams`, default values when None, or a
+        decision vector) was never proposed nor told."""
+        return self.key(x, hparams) not in self._seen
 
     @property
-    def lowest(self) -> RankConfig:
-        return tuple(v[0] for v in self.values)
+    def lowest(self) -> tuple[int, ...]:
+        """The lowest ranks (as a decision vector: hyperparameters at their defaults)."""
+        return tuple(v[0] for v in self.rank_values) + self._default_codes
 
     @property
-    def highest(self) -> RankConfig:
-        return tuple(v[-1] for v in self.values)
+    def highest(self) -> tuple[int, ...]:
+        """The highest ranks (as a decision vector: hyperparameters at their defaults)."""
+        return tuple(v[-1] for v in self.rank_values) + self._default_codes
 
     def cost_vector(self, ranks: Sequence[int]) -> tuple[float, ...]:
         """The minimisation vector's known-before-training part; measured objectives are nan."""
@@ -414,7 +518,7 @@ class Strategy:
         return out
 
     # -- internals ----------------------------------------------------------------------------
-    def _next(self) -> RankConfig | None:
+    def _next(self) -> Proposal | None:
         if self.is_finished():
             return None
         if not self._started:
@@ -423,22 +527,59 @@ class Strategy:
         if not self._queue:
             limit = self.budget - self.n_asked
             for item in self._propose(limit):
-                proposal = item if isinstance(item, Proposal) else Proposal(item, {})
-                ranks = self._check_proposal(proposal.ranks)
-                self._seen.add(ranks)
-                self._queue.append(Proposal(ranks, dict(proposal.info)))
+                proposal = self._resolve(item)
+                key = self._check_proposal(proposal)
+                self._seen.add(key)
+                self._queue.append(proposal)
             if len(self._queue) > limit:
                 raise StrategyError(f"strategy '{self.name}' proposed {len(self._queue)} "
                                     f"configurations but only {limit} were allowed")
         if not self._queue:
             return None
         proposal = self._queue.popleft()
-        ranks, info = proposal.ranks, proposal.info
+        key = self.key(proposal.ranks, proposal.hparams)
         self.n_asked += 1
-        self._outstanding[ranks] = self._outstanding.get(ranks, 0) + 1
-        if info:
-            self._info[ranks] = info
-        return ranks
+        self._outstanding[key] = self._outstanding.get(key, 0) + 1
+        if proposal.info:
+            self._info[key] = proposal.info
+        return Proposal(proposal.ranks, dict(proposal.info), dict(proposal.hparams))
+
+    def _resolve(self, item: Any) -> Proposal:
+        """A subclass's proposal as (checked ranks, info, checked canonical hyperparameters)."""
+        proposal = item if isinstance(item, Proposal) else Proposal(item, {})
+        vec = proposal.ranks
+        if self.hyper and not proposal.hparams:
+            try:
+                vec = list(vec)
+            except TypeError:
+                vec = []
+            if len(vec) == self.n and self.n > self.n_ranks:  # a decision vector
+                ranks = self._check_vector(vec[: self.n_ranks], "proposed")
+                codes = vec[self.n_ranks:]
+                for p, levels, c in zip(self.hyper.params, self.values[self.n_ranks:], codes, strict=True):
+                    if isinstance(c, bool) or not isinstance(c, int | np.integer) or c not in levels:
+                        raise StrategyError(f"strategy '{self.name}' proposed {vec!r}: the level code "
+                                            f"of hyperparameter '{p.name}' must be an integer in "
+                                            f"1..{len(levels)}, got {c!r}")
+                return Proposal(ranks, dict(proposal.info),
+                                self.hyper.decode([int(c) - 1 for c in codes]))
+        ranks = self._check_vector(vec, "proposed")
+        return Proposal(ranks, dict(proposal.info), self._check_hparams(proposal.hparams, "proposed"))
+
+    def _check_hparams(self, values: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+        """Canonical hyperparameter values (the defaults when none are given); a value outside
+        its domain or an unknown name is an error naming the strategy."""
+        values = dict(values or {})
+        if not self.hyper:
+            if values:
+                raise StrategyError(f"strategy '{self.name}' {what} hyperparameters "
+                                    f"{sorted(values)}, but space '{self.space.name}' searches none")
+            return {}
+        try:
+            return self.hyper.check(values)
+        except SpaceError as exc:
+            raise StrategyError(f"strategy '{self.name}' {what} hyperparameters {values}: "
+                                f"{exc}") from None
 
     def _check_vector(self, ranks: Any, what: str) -> RankConfig:
         """Length, integers and bounds; `what` says where the vector came from."""
@@ -448,9 +589,11 @@ class Strategy:
             exact = all(float(a) == float(b) for a, b in zip(values, ranks, strict=True))
         except (TypeError, ValueError):
             values, exact = (), False
-        if not exact or len(values) != self.n:
+        if not exact or len(values) != self.n_ranks:
+            extra = (f" (or {self.n}: the ranks, then a level code per hyperparameter)"
+                     if self.hyper and what == "proposed" else "")
             raise StrategyError(f"strategy '{self.name}' {what} {ranks!r}: expected "
-                                f"{self.n} integers, one per rank element")
+                                f"{self.n_ranks} integers, one per rank element{extra}")
         for element, allowed, v in zip(self.elements, self._allowed, values, strict=True):
             if v not in allowed:
                 raise StrategyError(f"strategy '{self.name}' {what} {list(values)}: rank "
@@ -458,31 +601,51 @@ class Strategy:
                                     f"{element.low}..{element.high}")
         return values
 
-    def _check_proposal(self, ranks: Any) -> RankConfig:
-        values = self._check_vector(ranks, "proposed")
+    def _check_proposal(self, proposal: Proposal) -> Key:
+        values = proposal.ranks
         if not self.feasible(values):
             raise StrategyError(f"strategy '{self.name}' proposed {list(values)} with "
                                 f"{self.params(values)} params, breaking the space's constraints "
                                 f"(max_params={self.max_params}, "
                                 f"min_compression={self.min_compression})")
-        if values in self._seen:
-            raise StrategyError(f"strategy '{self.name}' proposed {list(values)} twice; "
+        key = self.key(values, proposal.hparams)
+        if key in self._seen:
+            what = f"{list(values)} with {dict(proposal.hparams)}" if self.hyper else f"{list(values)}"
+            raise StrategyError(f"strategy '{self.name}' proposed {what} twice; "
                                 "a configuration is evaluated at most once")
-        return values
+        return key
 
     def _check_told_ranks(self, ranks: Any) -> RankConfig:
         try:
             values = tuple(int(r) for r in ranks)
         except (TypeError, ValueError):
             values = ()
-        if len(values) != self.n or any(v not in a for v, a in zip(values, self._allowed, strict=True)):
+        if len(values) != self.n_ranks or any(v not in a for v, a in zip(values, self._allowed, strict=True)):
             raise StrategyError(f"strategy '{self.name}': told a result for ranks {list(values)}, "
                                 f"which is not a configuration of space '{self.space.name}'")
         return values
 
-    def _search_size(self) -> int:
+    def _search_size(self) -> float:
         size = getattr(self.space, "search_size", None)
-        return int(size) if size is not None else math.prod(len(v) for v in self.values)
+        ranks = int(size) if size is not None else math.prod(len(v) for v in self.rank_values)
+        return ranks * self._hyper_size() if self.hyper else ranks
+
+    def _hyper_size(self) -> float:
+        """How many distinct hyperparameter settings this strategy can propose: the canonical
+        settings of the grid (conditions make several level vectors one setting), or infinite
+        for a strategy that proposes continuous values off the grid."""
+        if not self.grid_hparams and any(p.kind == "float" and p.step is None for p in self.hyper):
+            return math.inf
+        size = getattr(self, "_hyper_size_cache", None)
+        if size is None:
+            total = math.prod(self.hyper.n_levels)
+            if total > ENUMERATE_LIMIT:
+                size = total  # an upper bound; exhaustion is then found by the search itself
+            else:
+                size = len({self.hyper.key(self.hyper.decode(idx))
+                            for idx in itertools.product(*(range(k) for k in self.hyper.n_levels))})
+            self._hyper_size_cache = size
+        return size
 
     def _check_feasible_exists(self) -> None:
         if not self.feasible(self.lowest):
@@ -492,15 +655,16 @@ class Strategy:
                 f"max_params={self.max_params}, min_compression={self.min_compression}); "
                 "loosen the constraints or lower the rank bounds")
 
-    def _observation(self, trial_id: str, ranks: RankConfig, result: TrialResult,
-                     asked: bool) -> Observation:
+    def _observation(self, trial_id: str, ranks: RankConfig, hparams: dict[str, Any],
+                     result: TrialResult, asked: bool) -> Observation:
         usable = self.goals.usable(result)
         f = self.goals.vector(result, cost=self.costs(ranks), usable=usable)
         acc = result.value(ACCURACY)
         return Observation(
             trial_id=trial_id, ranks=ranks, status=result.status, usable=usable, f=f,
             accuracy=acc if usable and math.isfinite(acc) else 0.0, params=self.params(ranks),
-            fidelity=float(result.fidelity), asked=asked, result=result,
+            fidelity=float(result.fidelity), asked=asked, result=result, hparams=hparams,
+            x=self.vector(ranks, hparams),
         )
 
     def __repr__(self) -> str:
@@ -536,7 +700,7 @@ def _finite_or_none(v: Any) -> float | None:
 
 def _result_record(result: TrialResult) -> dict[str, Any]:
     """What replay needs of a result, in strict JSON (non-finite numbers become null)."""
-    return {
+    record = {
         "ranks": list(result.ranks),
         "status": result.status,
         "metrics": {str(k): _finite_or_none(v) for k, v in result.metrics.items()},
@@ -544,6 +708,9 @@ def _result_record(result: TrialResult) -> dict[str, Any]:
         "fidelity_unit": result.fidelity_unit,
         "error": result.error,
     }
+    if result.hparams:  # absent on a rank-only space: its log reads as before
+        record["hparams"] = _jsonable(dict(result.hparams))
+    return record
 
 
 def _result_from_record(record: dict[str, Any]) -> TrialResult:
@@ -551,5 +718,5 @@ def _result_from_record(record: dict[str, Any]) -> TrialResult:
     return TrialResult(
         ranks=tuple(record["ranks"]), status=record.get("status", "ok"), metrics=metrics,
         fidelity=record.get("fidelity", 0.0), fidelity_unit=record.get("fidelity_unit", "epochs"),
-        error=record.get("error"),
+        error=record.get("error"), hparams=dict(record.get("hparams") or {}),
     )

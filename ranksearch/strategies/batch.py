@@ -17,7 +17,8 @@ from ranksearch.trial import RankConfig
 class BatchStrategy(Strategy):
     """Proposes a batch through `_next_batch`, then answers nothing until all of it is told.
 
-    `known` maps each told configuration to its first observation (a later report of the same
+    Configurations are decision vectors (`Strategy.canon`; the rank vectors on a rank-only
+    space). `known` maps each told configuration to its first observation (a later report of the same
     configuration, e.g. a retry, does not overwrite it). A subclass that must also wait for
     configurations already in flight (a seed in its first population) names them with
     `wait_for` from inside `_next_batch`.
@@ -49,10 +50,11 @@ class BatchStrategy(Strategy):
         if self._waiting:
             return []
         batch = [p if isinstance(p, Proposal) else Proposal(p, {}) for p in self._next_batch(limit)]
-        self._waiting.update(tuple(p.ranks) for p in batch)
+        self._waiting.update(self.vector(p.ranks, p.hparams) if p.hparams else self.canon(p.ranks)
+                             for p in batch)
         return batch
 
     def _observe(self, obs: Observation) -> None:
-        self.known.setdefault(obs.ranks, obs)
-        self._waiting.discard(obs.ranks)
+        self.known.setdefault(obs.x, obs)
+        self._waiting.discard(obs.x)
         self._observe_batch_member(obs)

@@ -11,6 +11,12 @@ are spread over the compression axis instead of drawn uniformly; a candidate tha
 already evaluated is told its recorded objectives (never trained twice). Seeds enter the
 study as enqueued trials of its own, told when their results arrive (Optuna's way to seed).
 
+Hyperparameters are searched natively: each takes its Optuna distribution (`HyperSpace.
+distributions`: float / int with log and step, categorical) and is suggested define-by-run after
+the ranks, a conditional one only when its condition holds on the values suggested before it,
+so the sampler sees exactly the active parameters. Values are continuous (not the strategies'
+grid); startup configurations spread over the compression axis draw them on the grid.
+
 `optuna-nsga2` is Optuna's own NSGAIISampler (population 30), run through the same protocol as
 the reference our evolutionary strategies are compared with; it gets no such help beyond the
 duplicate and constraint handling every strategy must do.
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ranksearch.strategies import sampling
-from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
+from ranksearch.strategies.base import Key, Observation, Proposal, Strategy, StrategyError
 from ranksearch.strategies.options import StrategyOptions, option
 from ranksearch.trial import RankConfig
 
@@ -50,6 +56,8 @@ def _quiet() -> Iterator[None]:
 class OptunaStrategy(Strategy):
     """Strategy backed by an in-memory Optuna study; subclasses pick the sampler."""
 
+    grid_hparams = False
+
     def __init__(self, space: Any, **kwargs: Any) -> None:
         super().__init__(space, **kwargs)
         sampler, n_startup, startup, batch_size, sampler_options = self._settings()
@@ -70,10 +78,11 @@ class OptunaStrategy(Strategy):
         self.sampler_options = dict(sampler_options or {})
         self._study: Any = None
         self._dists: dict[str, Any] = {}
+        self._hdists: dict[str, Any] = {}
         self._keys: list[str] = []
-        self._trial_of: dict[RankConfig, Any] = {}
-        self._f: dict[RankConfig, tuple[float, ...]] = {}
-        self._startup_left: list[RankConfig] = []
+        self._trial_of: dict[Key, Any] = {}
+        self._f: dict[Key, tuple[float, ...]] = {}
+        self._startup_left: list[tuple[RankConfig, dict[str, Any]]] = []
 
     def _settings(self) -> tuple[str, int, str, int | None, dict[str, Any]]:
         """(sampler, n_startup, startup, batch_size, sampler options) from `self.opts`."""
@@ -106,7 +115,7 @@ class OptunaStrategy(Strategy):
         from optuna.distributions import CategoricalDistribution, IntDistribution
         from optuna.study import StudyDirection
 
-        for element, values in zip(self.elements, self.values, strict=True):
+        for element, values in zip(self.elements, self.rank_values, strict=True):
             steps = {b - a for a, b in zip(values, values[1:], strict=False)}
             if len(values) == 1 or len(steps) == 1:
                 step = steps.pop() if steps else 1
@@ -115,6 +124,11 @@ class OptunaStrategy(Strategy):
                 dist = CategoricalDistribution(list(values))
             self._dists[element.name] = dist
         self._keys = [e.name for e in self.elements]
+        self._hdists = self.hyper.distributions() if self.hyper else {}
+        clash = sorted(set(self._keys) & set(self._hdists))
+        if clash:
+            raise StrategyError(f"strategy '{self.name}': hyperparameter '{clash[0]}' has the name "
+                                "of a rank element; rename one of them")
         sampler = self._make_sampler(int(self.rng.integers(2**31 - 1)))
         with _quiet():
             storage = optuna.storages.InMemoryStorage()
@@ -122,14 +136,32 @@ class OptunaStrategy(Strategy):
             self._study = optuna.Study("ranksearch", storage, sampler=sampler)
         n_spread = min(self.n_startup, self.budget) - len(self.seeds)
         if self.startup == "spread" and n_spread > 0:
-            self._startup_left = sampling.spread(self, self.rng, n_spread)
+            self._startup_left = [self.split(x) for x in sampling.spread(self, self.rng, n_spread)]
 
-    def _tell_known(self, trial: Any, ranks: RankConfig) -> None:
+    def _suggest_hparams(self, trial: Any) -> dict[str, Any]:
+        """Define-by-run: each hyperparameter whose condition holds on the values before it."""
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        values: dict[str, Any] = {}
+        for p in self.hyper:
+            if not self.hyper.is_active(p.name, values):
+                continue
+            d = self._hdists[p.name]
+            if isinstance(d, CategoricalDistribution):
+                values[p.name] = trial.suggest_categorical(p.name, list(d.choices))
+            elif isinstance(d, IntDistribution):
+                values[p.name] = trial.suggest_int(p.name, d.low, d.high, step=d.step, log=d.log)
+            else:
+                values[p.name] = trial.suggest_float(p.name, d.low, d.high, step=d.step, log=d.log)
+        return self.hyper.canonical(values)
+
+    def _tell_known(self, trial: Any, key: Key) -> None:
         """Tell a candidate that costs no training: an evaluated one, or an infeasible one."""
         from optuna.trial import TrialState
 
-        if ranks in self._f:
-            self._complete(trial, self._f[ranks], 0.0)
+        ranks = key[0]
+        if key in self._f:
+            self._complete(trial, self._f[key], 0.0)
             return
         excess = self._excess(ranks)
         if excess > 0:
@@ -158,72 +190,79 @@ class OptunaStrategy(Strategy):
     def _propose(self, limit: int) -> Iterable[Proposal]:
         room = min(limit, self.batch_size - self.pending)
         out: list[Proposal] = []
-        chosen: set[RankConfig] = set()
+        chosen: set[Key] = set()
         while len(out) < room:
-            ranks = self._ask_one(chosen)
-            if ranks is None:
+            key = self._ask_one(chosen)
+            if key is None:
                 if not out and self.pending == 0:
                     self.mark_exhausted()
                 break
-            chosen.add(ranks)
-            out.append(Proposal(ranks, {"optuna_trial": self._trial_of[ranks].number}))
+            chosen.add(key)
+            out.append(Proposal(key[0], {"optuna_trial": self._trial_of[key].number}, dict(key[1])))
         return out
 
-    def _ask_one(self, chosen: set[RankConfig]) -> RankConfig | None:
+    def _ask_one(self, chosen: set[Key]) -> Key | None:
         from optuna.trial import TrialState
 
         while self._startup_left:
-            ranks = self._startup_left.pop(0)
-            if self.is_new(ranks) and ranks not in chosen and self.feasible(ranks):
-                return self._enqueue(ranks)
+            ranks, hparams = self._startup_left.pop(0)
+            key = self.key(ranks, hparams)
+            if key not in self._seen and key not in chosen and self.feasible(ranks):
+                return self._enqueue(ranks, hparams)
         for _ in range(30):
             with _quiet():
                 trial = self._study.ask(self._dists)
+                hparams = self._suggest_hparams(trial) if self.hyper else {}
             ranks = tuple(int(trial.params[k]) for k in self._keys)
-            if self.feasible(ranks) and self.is_new(ranks) and ranks not in chosen:
-                self._trial_of[ranks] = trial
-                return ranks
-            if ranks in chosen or ranks in self._trial_of and ranks not in self._f:
+            key = self.key(ranks, hparams)
+            if self.feasible(ranks) and key not in self._seen and key not in chosen:
+                self._trial_of[key] = trial
+                return key
+            if key in chosen or key in self._trial_of and key not in self._f:
                 # asked before and still running: the sampler repeats itself; fail this copy
                 with _quiet():
                     self._study.tell(trial, state=TrialState.FAIL)
                 continue
-            self._tell_known(trial, ranks)
+            self._tell_known(trial, key)
         # the sampler keeps repeating itself: fall back to a random configuration not seen yet
-        ranks = sampling.new_feasible(self, self.rng, exclude=chosen)
-        return None if ranks is None else self._enqueue(ranks)
+        x = sampling.new_feasible(self, self.rng, exclude={self.vector(r, dict(h)) for r, h in chosen})
+        return None if x is None else self._enqueue(*self.split(x))
 
-    def _enqueue(self, ranks: RankConfig) -> RankConfig:
+    def _enqueue(self, ranks: RankConfig, hparams: dict[str, Any]) -> Key:
         """Put a configuration of our choosing into the study as its next trial."""
         with _quiet():
-            self._study.enqueue_trial(dict(zip(self._keys, ranks, strict=True)),
+            self._study.enqueue_trial({**dict(zip(self._keys, ranks, strict=True)), **hparams},
                                       skip_if_exists=False)
             trial = self._study.ask(self._dists)
+            got_h = self._suggest_hparams(trial) if self.hyper else {}
         got = tuple(int(trial.params[k]) for k in self._keys)
-        if got != ranks:  # pragma: no cover - Optuna honours enqueued parameters
-            raise StrategyError(f"strategy '{self.name}': Optuna changed an enqueued trial")
-        self._trial_of[ranks] = trial
-        return ranks
+        key = self.key(ranks, hparams)
+        if got != ranks or self.key(got, got_h) != key:  # pragma: no cover - Optuna honours them
+            raise StrategyError(f"strategy '{self.name}': Optuna changed an enqueued trial "
+                                f"({list(ranks)}, {hparams} became {list(got)}, {got_h})")
+        self._trial_of[key] = trial
+        return key
 
     def _observe(self, obs: Observation) -> None:
         from optuna.trial import TrialState
 
-        trial = self._trial_of.get(obs.ranks)
-        first = obs.ranks not in self._f
-        if trial is None and first and self.is_seed(obs.ranks) and self._study is not None:
-            self._enqueue(obs.ranks)  # a seed joins the study as a trial of its own
-            trial = self._trial_of[obs.ranks]
+        key = self.key(obs.ranks, obs.hparams)
+        trial = self._trial_of.get(key)
+        first = key not in self._f
+        if trial is None and first and key in self._seed_kinds and self._study is not None:
+            self._enqueue(obs.ranks, dict(obs.hparams))  # a seed joins the study as a trial of its own
+            trial = self._trial_of[key]
         if obs.usable:
-            self._f.setdefault(obs.ranks, obs.f)
+            self._f.setdefault(key, obs.f)
         if trial is None or not first:
             return  # told for a configuration Optuna never proposed, or reported again
-        del self._trial_of[obs.ranks]
+        del self._trial_of[key]
         if obs.usable:
             self._complete(trial, obs.f, 0.0)
         else:
             with _quiet():
                 self._study.tell(trial, state=TrialState.FAIL)
-            self._f.setdefault(obs.ranks, obs.f)
+            self._f.setdefault(key, obs.f)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,14 @@ of each parent's children only `children` are evaluated, chosen by how cheaply (
 per log-parameter saved) lowering that element has cost before; elements never tried go first.
 When a descent ends with budget left, a wider one starts from the top again, reusing every
 result already measured.
+
+Hyperparameters are further decisions of the same descent: on a space with them, a
+configuration is a decision vector (ranks, then a level code per hyperparameter) and a parent's
+children also include each active hyperparameter moved one grid level up or down. Such a move
+saves no parameters, so its score (accuracy lost per decade saved, over a floor of 1e-9
+decades) ranks a move that gained accuracy before any rank move and one that lost accuracy
+after them all; hyperparameter moves are tried once the rank elements have a history (they
+save nothing, and untried elements go largest saving first).
 """
 
 from __future__ import annotations
@@ -66,7 +74,9 @@ class BeamSearch(BatchStrategy):
         self.step = 0
         self.descent = 0
         self._pending_children: list[tuple[RankConfig, int, RankConfig]] = []
-        self._cost: dict[int, list[float]] = {}  # element -> accuracy lost per log10 param saved
+        # move (a rank element, or a hyperparameter and direction) -> accuracy lost per log10
+        # param saved
+        self._cost: dict[Any, list[float]] = {}
         self._start_cfg: RankConfig | None = None
 
     # -- moves --------------------------------------------------------------------------------
@@ -79,6 +89,16 @@ class BeamSearch(BatchStrategy):
         limit = ranks[i] * self.factor
         k = max((m for m in range(j) if values[m] <= limit), default=j - 1)
         return ranks[:i] + (values[k],) + ranks[i + 1:]
+
+    def shift(self, x: RankConfig, i: int, d: int) -> RankConfig | None:
+        """Hyperparameter `i` (a decision after the ranks) moved `d` levels, or None when that
+        leaves its grid or changes nothing (an inactive parameter)."""
+        values = self.values[i]
+        j = values.index(x[i]) + d
+        if not 0 <= j < len(values):
+            return None
+        child = self.canon(x[:i] + (values[j],) + x[i + 1:])
+        return None if child == x else child
 
     def _efficiency(self, parent: RankConfig, child: RankConfig) -> float:
         """Accuracy lost per decade of parameters saved (lower is better)."""
@@ -97,7 +117,7 @@ class BeamSearch(BatchStrategy):
     def auto_width(self, start: RankConfig) -> int:
         """The widest beam (1..4) whose full descent from `start` fits in the budget."""
         steps = 0
-        for i in range(self.n):
+        for i in range(self.n_ranks):
             cfg: RankConfig | None = start
             while cfg is not None:
                 cfg = self.lower(cfg, i)
@@ -146,8 +166,10 @@ class BeamSearch(BatchStrategy):
             if self._reached_target(parent):
                 continue
             options = []
-            for i in range(self.n):
-                child = self.lower(parent, i)
+            moves = [(i, self.lower(parent, i)) for i in range(self.n_ranks)]
+            moves += [((i, d), self.shift(parent, i, d)) for i in range(self.n_ranks, self.n)
+                      for d in (-1, 1)]
+            for i, child in moves:
                 if child is None or child in taken or not self.feasible(child):
                     continue
                 history = self._cost.get(i)
@@ -156,6 +178,8 @@ class BeamSearch(BatchStrategy):
                 est = -math.inf if history is None else float(np.mean(history[-3:]))
                 saving = math.log10(self.params(parent)) - math.log10(self.params(child))
                 options.append((0 if known else 1, est, -saving, float(self.rng.random()), i, child))
+            if self.n > self.n_ranks:  # moves of hyperparameters carry (index, direction)
+                options = [(*o[:4], str(o[4]), o[4], o[5]) for o in options]
             options.sort()
             for *_, i, child in options[: self.children]:
                 out.append((parent, i, child))

@@ -1,10 +1,17 @@
 """NSGA-II over rank vectors (pymoo, ask/tell), and PSTRN's progressive version of it.
 
-The genome is one integer per rank element: an index into that element's candidate grid. For
+The genome is one integer per decision: an index into that decision's candidate grid. The
+decisions are the rank elements, then (on a space with hyperparameters) one per hyperparameter,
+whose candidates are its grid level codes (`HyperSpace.encode`; a log domain's levels are
+spaced in log space): a mixed-variable genome that pymoo's integer operators breed as a whole,
+an inactive conditional parameter's gene ignored at decode (`Strategy.canon`). For
 `nsga2` the grid is every allowed value; for `pstrn` it is a few candidates around a centre,
 re-centred and narrowed at each phase switch (Li et al., "Heuristic rank selection with
 progressively searching tensor ring network": the good values of each element cluster in an
 "interest region", so later phases search a finer grid around the best values found so far).
+PSTRN narrows each hyperparameter's level interval the same way: its first grid is centred on
+the default's level, and each switch re-centres it on the mode of the top configurations with a
+smaller step.
 
 pymoo runs the GA (binary tournament on domination then crowding, two-point crossover,
 polynomial mutation rounded to integers, rank-and-crowding survival) with this strategy's own
@@ -197,12 +204,12 @@ class _EvolutionBase(BatchStrategy):
                 continue
             if self.prescreen > 1 and self._algorithm.is_initialized:
                 pop = self._screen(pop)
-            ranks = [self.grid.decode(x) for x in pop.get("X")]
+            ranks = [self.canon(self.grid.decode(x)) for x in pop.get("X")]
             self._gen_pop, self._gen_ranks = pop, ranks
             new = [r for r in dict.fromkeys(ranks) if r not in self.known and self.feasible(r)
                    and self.is_new(r)][:limit]
             # members asked before and still running (seeds in the first population): wait
-            running = {r for r in ranks if r not in self.known and r in self._outstanding}
+            running = {r for r in ranks if r not in self.known and self.in_flight(r)}
             if new or running:
                 self.wait_for(running)
                 info = {"generation": self.generation, "phase": self.phase}
@@ -218,7 +225,7 @@ class _EvolutionBase(BatchStrategy):
     def _seeds_on(self, grid: Grid) -> list[RankConfig]:
         """The seeds the grid can express exactly: they join the first population (the others
         are still evaluated first, and their results inform selection and phase switches)."""
-        return [r for r in self.seeds if grid.decode(grid.encode(r)) == r]
+        return [r for r in self.seeds if self.canon(grid.decode(grid.encode(r))) == r]
 
     def _next_phase(self) -> bool:
         """Move on when a phase can breed nothing new; False when there is nowhere to go."""
@@ -228,7 +235,7 @@ class _EvolutionBase(BatchStrategy):
         """The first population on `grid`: carried configurations, then spread or random ones."""
         chosen: list[RankConfig] = []
         for r in carried:
-            cand = grid.decode(grid.encode(r))
+            cand = self.canon(grid.decode(grid.encode(r)))
             if cand not in chosen and self.feasible(cand):
                 chosen.append(cand)
             if len(chosen) >= self.population:
@@ -244,7 +251,7 @@ class _EvolutionBase(BatchStrategy):
                 for _ in range(missing * 20):
                     if len(extra) >= missing:
                         break
-                    draw = grid.decode(self.rng.integers(0, grid.xu + 1))
+                    draw = self.canon(grid.decode(self.rng.integers(0, grid.xu + 1)))
                     cand = sampling.repair(self, draw, grid.candidates)
                     if cand is not None and self.is_new(cand) and cand not in chosen + extra:
                         extra.append(cand)
@@ -260,7 +267,7 @@ class _EvolutionBase(BatchStrategy):
         Accuracy is predicted from the nearest evaluated configurations (log-rank distance,
         inverse-distance weights); cost objectives are exact.
         """
-        ranks = [self.grid.decode(x) for x in pop.get("X")]
+        ranks = [self.canon(self.grid.decode(x)) for x in pop.get("X")]
         if len(ranks) <= self.offspring or len(self.known) < 3:
             return pop[: self.offspring]
         known = list(self.known)
@@ -289,7 +296,7 @@ class NoRevisit(DuplicateElimination):
 
     def _do(self, pop, other, is_duplicate):
         s = self.strategy
-        ranks = [s.grid.decode(x) for x in pop.get("X")]
+        ranks = [s.canon(s.grid.decode(x)) for x in pop.get("X")]
         if other is None:
             seen: set[RankConfig] = set()
             for i, r in enumerate(ranks):
@@ -297,7 +304,7 @@ class NoRevisit(DuplicateElimination):
                     is_duplicate[i] = True
                 seen.add(r)
         else:
-            others = {s.grid.decode(x) for x in other.get("X")}
+            others = {s.canon(s.grid.decode(x)) for x in other.get("X")}
             for i, r in enumerate(ranks):
                 if r in others:
                     is_duplicate[i] = True
@@ -362,9 +369,9 @@ class PSTRN(_EvolutionBase):
         super().__init__(space, **kwargs)
         o = self.opts
         centre = o.centre
-        if isinstance(centre, tuple) and len(centre) != self.n:
+        if isinstance(centre, tuple) and len(centre) != self.n_ranks:
             raise StrategyError(f"strategy '{self.name}': option 'centre' has {len(centre)} "
-                                f"values; give one per rank element ({self.n}) or a single "
+                                f"values; give one per rank element ({self.n_ranks}) or a single "
                                 "integer")
         self.steps = o.steps
         self.candidates = o.candidates
@@ -372,12 +379,14 @@ class PSTRN(_EvolutionBase):
         self.top_k = o.top_k
         self.carry = o.carry
         if centre is None:  # the first grid starts at the lower bound: code * step + bias
-            self.centres = tuple(v[0] + self.steps[0] * (self.candidates - 1) // 2
-                                 for v in self.values)
+            ranks = tuple(v[0] + self.steps[0] * (self.candidates - 1) // 2
+                          for v in self.rank_values)
         elif isinstance(centre, int):
-            self.centres = tuple(centre for _ in self.values)
+            ranks = tuple(centre for _ in self.rank_values)
         else:
-            self.centres = tuple(int(c) for c in centre)
+            ranks = tuple(int(c) for c in centre)
+        # a hyperparameter's first interest region is centred on its default's level
+        self.centres = ranks + self.highest[self.n_ranks:]
 
     def phase_grid(self, centres: Sequence[int], step: int) -> Grid:
         return Grid([centred_grid(v, c, step, self.candidates)
@@ -410,7 +419,7 @@ class PSTRN(_EvolutionBase):
         grid = self.phase_grid(self.centres, self.steps[self.phase])
         carried: list[RankConfig] = []
         if self.carry and self._algorithm is not None and self._algorithm.pop is not None:
-            carried = [self.grid.decode(x) for x in self._algorithm.pop.get("X")]
+            carried = [self.canon(self.grid.decode(x)) for x in self._algorithm.pop.get("X")]
         self._new_algorithm(grid, self._initial_genomes(grid, carried))
 
 

@@ -28,6 +28,10 @@ class UniformOptions(StrategyOptions):
 class RandomSearch(Strategy):
     """Every element drawn uniformly from its allowed values; infeasible draws are repaired.
 
+    Hyperparameters are sampled with the ranks: each one's grid level uniformly (a log domain's
+    levels are spaced in log space, so this is log-uniform), an inactive conditional one left
+    out (`Strategy.canon`).
+
     The reference the benchmark divides by: it knows nothing of the compression axis. When
     `DRAWS` draws in a row meet only seen configurations (under a tight `max_params` repairs
     pile up on a few small ones, and each costs hundreds of parameter counts), it stops
@@ -67,7 +71,9 @@ class UniformSweep(Strategy):
     """Equal ranks everywhere, swept over the bounds: the Tensor Ring Nets baseline.
 
     `order="spread"` visits the extremes first and then bisects, so a budget smaller than the
-    number of levels still spans the whole compression range.
+    number of levels still spans the whole compression range. Hyperparameters stay at their
+    defaults: it is the rank baseline, and varies nothing else (the conformance suite's
+    "hyperparameters vary" check exempts it).
     """
 
     name = "uniform"
@@ -80,10 +86,10 @@ class UniformSweep(Strategy):
         self._levels: list[RankConfig] | None = None
 
     def _start(self) -> None:
-        levels = sorted({v for values in self.values for v in values})
+        levels = sorted({v for values in self.rank_values for v in values})
         configs: list[RankConfig] = []
         for r in levels:
-            cfg = tuple(min(values, key=lambda v, r=r: (abs(v - r), v)) for values in self.values)
+            cfg = tuple(min(values, key=lambda v, r=r: (abs(v - r), v)) for values in self.rank_values)
             if cfg not in configs and self.feasible(cfg):
                 configs.append(cfg)
         if self.order == "descending":

@@ -17,6 +17,11 @@ trade-off curve (the front) instead of one point. Updates use PPO's clipped obje
 baseline, with Adam, after every
 batch of `episodes` episodes (the batch is proposed at once, for parallel workers). The policy is
 a one-hidden-layer tanh network with hand-written gradients: small, fast and deterministic.
+
+Hyperparameters are further decisions after the ranks: the episode goes on through each
+hyperparameter (its features: position, layer feature 1, no parameter share) and picks one of
+`levels` points spread evenly over its grid level codes; an inactive conditional parameter's
+pick is ignored (`Strategy.canon`).
 """
 
 from __future__ import annotations
@@ -157,13 +162,17 @@ class PolicyGradient(BatchStrategy):
 
     # -- environment --------------------------------------------------------------------------
     def _start(self) -> None:
-        for values in self.values:
+        for values in self.rank_values:
             pos = sampling.log_positions(values)
             targets = np.linspace(0.0, 1.0, self.levels)
             self._level_values.append([int(values[int(np.argmin(np.abs(pos - t)))]) for t in targets])
+        for codes in self.values[self.n_ranks:]:  # a hyperparameter's levels: evenly over its codes
+            targets = np.linspace(0.0, len(codes) - 1, self.levels)
+            self._level_values.append([int(codes[int(round(t))]) for t in targets])
         layers = [e.members[0][0] if e.members else e.name for e in self.elements]
         order = list(dict.fromkeys(layers))
         self._layer_of = [order.index(name) / max(1, len(order) - 1) for name in layers]
+        self._layer_of += [1.0] * (self.n - self.n_ranks)
         # an element's share: parameters it adds going from its lowest to its highest value
         low, dense = self.lowest, float(self.space.dense_params)
         self._share = [
@@ -214,7 +223,7 @@ class PolicyGradient(BatchStrategy):
             logps.append(math.log(max(p[a], 1e-12)))
             prefix.append(self._level_values[i][a])
             prev = a
-        ranks = tuple(prefix)
+        ranks = self.canon(tuple(prefix))
         if not self.feasible(ranks):  # only when every level was masked: lower to fit
             ranks = sampling.repair(self, ranks) or self.lowest
         return Episode(lam, np.array(feats), np.array(masks), np.array(actions), np.array(logps), ranks)

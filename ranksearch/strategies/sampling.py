@@ -1,5 +1,10 @@
 """Shared ways to draw, spread and repair rank vectors.
 
+Configurations here are a strategy's decision vectors (ranks, then a level code per
+hyperparameter; `Strategy.values`): hyperparameter codes are drawn like ranks but never move a
+parameter count, so `spread` draws them uniformly and `repair` lowers ranks only; results are
+canonical (`Strategy.canon`). On a rank-only space they are rank vectors.
+
 Every strategy knows each candidate's exact parameter count before training it. These helpers
 turn that into proposals: `spread` draws configurations whose parameter counts are spaced evenly
 on a log scale (the compression axis of the front) instead of piling up where uniform sampling
@@ -81,7 +86,11 @@ def spread(strategy: Strategy, rng: np.random.Generator, n: int, *,
                     a = mid
                 else:
                     b = mid
-            cand = repair(strategy, at_level(strategy, b, z, values), values)
+            raw = at_level(strategy, b, z, values)
+            if strategy.n > strategy.n_ranks:  # hyperparameters: uniform over their candidates
+                raw = raw[: strategy.n_ranks] + tuple(
+                    int(c[rng.integers(len(c))]) for c in values[strategy.n_ranks:])
+            cand = repair(strategy, raw, values)
             if cand is not None and cand not in chosen and accept(cand):
                 out.append(cand)
                 chosen.add(cand)
@@ -99,7 +108,7 @@ def repair(strategy: Strategy, ranks: Sequence[int],
     cand = tuple(tuple(v) for v in (values or strategy.values))
     cfg = [int(r) for r in ranks]
     if strategy.feasible(cfg):
-        return tuple(cfg)
+        return strategy.canon(tuple(cfg))
     if not strategy.feasible(tuple(v[0] for v in cand)):
         return None
     pos = [max(0, int(np.searchsorted(c, r, side="right")) - 1) for c, r in zip(cand, cfg, strict=True)]
@@ -107,7 +116,7 @@ def repair(strategy: Strategy, ranks: Sequence[int],
     while not strategy.feasible(cfg):
         base = strategy.params(cfg)
         best, best_saving = -1, -1
-        for i, c in enumerate(cand):
+        for i, c in enumerate(cand[: strategy.n_ranks]):  # hyperparameters save nothing
             if pos[i] == 0:
                 continue
             trial = cfg.copy()
@@ -119,7 +128,7 @@ def repair(strategy: Strategy, ranks: Sequence[int],
             return None
         pos[best] -= 1
         cfg[best] = cand[best][pos[best]]
-    return tuple(cfg)
+    return strategy.canon(tuple(cfg))
 
 
 def new_feasible(strategy: Strategy, rng: np.random.Generator,
@@ -178,7 +187,7 @@ def search_unseen(strategy: Strategy, rng: np.random.Generator, *,
 
     def descend(depth: int) -> RankConfig | None:
         if depth == strategy.n:
-            ranks = tuple(cfg)
+            ranks = strategy.canon(tuple(cfg))
             return ranks if strategy.is_new(ranks) and ranks not in exclude else None
         i = order[depth]
         values = strategy.values[i]
@@ -199,5 +208,6 @@ def unseen_feasible(strategy: Strategy, *, exclude: set[RankConfig] | frozenset[
     """Every feasible configuration not yet seen, or None when the space is too big to list."""
     if math.prod(len(v) for v in strategy.values) > ENUMERATE_LIMIT:
         return None
-    return [c for c in itertools.product(*strategy.values)
-            if strategy.is_new(c) and c not in exclude and strategy.feasible(c)]
+    found = (strategy.canon(c) for c in itertools.product(*strategy.values))
+    return list(dict.fromkeys(c for c in found
+                              if strategy.is_new(c) and c not in exclude and strategy.feasible(c)))
