@@ -41,6 +41,7 @@ def check_space(
 
     base = space if isinstance(space, SearchSpace) else load_space(space)
     effective = _with_overrides(base, strategy=strategy, budget=budget, seed=seed, options=options)
+    _check_function(effective)
     _check_constraints(effective)  # before the strategy, which would refuse them less clearly
     _check_training(effective)
     _check_strategy(effective, from_argument=strategy is not None and strategy != base.config.strategy.name,
@@ -123,9 +124,19 @@ def _check_strategy(space: SearchSpace, *, from_argument: bool, options_from_arg
                          hint="fix the option values") from None
 
 
+def _check_function(space: SearchSpace) -> None:
+    """A user training function is importable here (a worker would only fail each trial)."""
+    if space.user_function is not None:
+        from ranksearch.userfn import resolve_function
+
+        resolve_function(space.user_function, source=space.source)
+
+
 def _check_training(space: SearchSpace) -> None:
     """Recipe combinations that only the trial runner or scheduler would refuse."""
     cfg = space.config
+    if cfg.data is None:
+        return  # a user training function without a model: the function owns its recipe
     if cfg.scheduler is not None and cfg.scheduler.name == "mo_asha" and cfg.training.epochs is None:
         raise SpaceError("the mo_asha scheduler needs an epoch budget", file=space.source, field="scheduler.name",
                          value=cfg.scheduler.name, hint="set training.epochs instead of training.steps, or use "
@@ -168,6 +179,8 @@ def check_data_path(space: SearchSpace, *, local: bool = True) -> None:
     from ranksearch.data.sources import get_source, resolve_options, resolve_path
 
     data = space.config.data
+    if data is None:
+        return  # a user training function reads its own data
     try:
         source = get_source(data.dataset)
         folder = resolve_path(source, data.path)

@@ -566,6 +566,7 @@ _BENCHES = {
     "strategies": "Every strategy on the same work, hypervolume against evaluations, ratios to random.",
     "pstrn": "PSTRN's TR-LeNet-5 / Fashion-MNIST benchmark at 1/100 of its training work (resumable).",
     "service": "Search overhead: summed trial time / workers vs. wall time, driver cost per trial.",
+    "hpo": "NAS-Bench-201 ground truth: hypervolume regret of each strategy and Optuna's samplers.",
 }
 
 

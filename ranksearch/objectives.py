@@ -56,11 +56,14 @@ class Objective:
 
     name: str
     sense: str  # "max" or "min"
+    #: False when the space has no closed-form counts (a user training function without a
+    #: model): its params/FLOPs are then measured, reported by the function like any metric.
+    closed_form: bool = True
 
     @property
     def is_cost(self) -> bool:
         """Known before training from the ranks (closed-form count)."""
-        return self.name in COST_OBJECTIVES
+        return self.closed_form and self.name in COST_OBJECTIVES
 
     @property
     def log_scale(self) -> bool:
@@ -92,7 +95,8 @@ class Objectives:
     def from_space(cls, space: SearchSpace) -> Objectives:
         c = space.config.constraints
         return cls(
-            items=tuple(Objective(o.name, o.sense) for o in space.config.objectives),
+            items=tuple(Objective(o.name, o.sense, closed_form=space.has_closed_form)
+                        for o in space.config.objectives),
             max_params=c.max_params, min_compression=c.min_compression,
             dense_params=int(space.dense_params),
         )

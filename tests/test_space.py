@@ -31,7 +31,7 @@ def _flops(model: torch.nn.Module, input_shape, batch_size: int = 1) -> int:
 @pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_space_loads_and_round_trips(path):
     space = load_space(path)
-    assert space.n_ranks >= 1
+    assert space.n_ranks >= 1 or space.user_function is not None  # a user function may search hparams only
     again = SearchSpace.from_dict(copy.deepcopy(space.to_dict()))
     assert again == space
     assert again.to_dict() == space.to_dict()

@@ -152,6 +152,9 @@ class SearchSpace:
         from ranksearch.models import dense_model_info
 
         cfg = self.config
+        if cfg.model is None:  # a user training function searched over hyperparameters only
+            self._resolve_without_model()
+            return
         info = dense_model_info(cfg.model, cfg.data)
         self.input_shape: tuple[int, ...] = info.input_shape
         self.num_classes: int = info.num_classes
@@ -170,7 +173,28 @@ class SearchSpace:
         from ranksearch.space.hyper import build_hyper
 
         #: The searched training settings (empty when the space searches ranks only).
-        self.hyper = build_hyper(cfg)
+        self.hyper = build_hyper(cfg, source=self.source, user_function=self.user_function is not None)
+
+    def _resolve_without_model(self) -> None:
+        from ranksearch.space.hyper import build_hyper
+
+        self.input_shape = ()
+        self.num_classes = 0
+        self.dense_params = self.dense_flops = self.fixed_params = self.fixed_flops = 0
+        self.layers = ()
+        self._layer_index = {}
+        self.elements = ()
+        self.hyper = build_hyper(self.config, source=self.source, user_function=True)
+
+    @property
+    def user_function(self) -> str | None:
+        """The user training function ("package.module:function") trials run, or None."""
+        return self.config.training.function
+
+    @property
+    def has_closed_form(self) -> bool:
+        """Parameter and FLOP counts follow from the ranks (a model is built from the space)."""
+        return self.config.model is not None
 
     def trial_config(self, hparams: Mapping[str, Any] | None = None) -> SpaceConfig:
         """The config a trial with these hyperparameter values trains under."""
@@ -274,8 +298,9 @@ class SearchSpace:
         return {
             "name": self.name,
             "source": self.source,
-            "model": self.config.model.name,
-            "dataset": self.config.data.dataset,
+            "model": self.config.model.name if self.config.model else None,
+            "dataset": self.config.data.dataset if self.config.data else None,
+            "function": self.user_function,
             "layers": [lay.name for lay in self.layers],
             "rank_elements": self.n_ranks,
             "dense_params": self.dense_params,

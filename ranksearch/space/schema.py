@@ -155,9 +155,16 @@ class TrainingSpec(_Frozen):
     # loss = (1 - distill) * CE + distill * T^2 * KL(teacher || student) at temperature T.
     distill: float = Field(0.0, ge=0, le=1)
     distill_temperature: float = Field(4.0, gt=0)
+    # A user training function "package.module:function" that trains one configuration
+    # (`ranksearch.userfn`); the recipe fields above then do not apply, the budget is optional.
+    function: str | None = None
 
     @model_validator(mode="after")
     def _budget(self) -> TrainingSpec:
+        if self.function is not None:
+            if self.epochs is not None and self.steps is not None:
+                raise ValueError("set either 'epochs' or 'steps', not both")
+            return self
         if self.epochs is None and self.steps is None:
             raise ValueError("set a budget: 'epochs' or 'steps'")
         if self.epochs is not None and self.steps is not None:
@@ -166,12 +173,14 @@ class TrainingSpec(_Frozen):
 
 
 class ObjectiveSpec(_Frozen):
-    name: Literal["val_accuracy", "params", "compression_ratio", "flops", "latency"]
+    """A built-in objective, or (with a user training function) any metric it reports."""
+
+    name: str
     direction: Literal["max", "min"] | None = None
 
     @property
     def sense(self) -> str:
-        return self.direction or DEFAULT_DIRECTIONS[self.name]
+        return self.direction or DEFAULT_DIRECTIONS.get(self.name, "max")
 
 
 class ConstraintsSpec(_Frozen):
@@ -304,9 +313,12 @@ class SpaceConfig(_Frozen):
     name: str
     description: str = ""
     seed: int = 0
-    model: ModelSpec
+    # model and data are required unless `training.function` names a user training function
+    # (then a model with tensorized layers gives the function its ranks; without one only the
+    # hyperparameters are searched).
+    model: ModelSpec | None = None
     ranks: RanksSpec = Field(default_factory=RanksSpec)
-    data: DataSpec
+    data: DataSpec | None = None
     training: TrainingSpec
     final_training: TrainingSpec | None = None
     # Recipe of the dense network behind `training.init: dense` (and distillation); defaults
@@ -343,9 +355,36 @@ def parse_config(data: Any, *, source: str | None = None) -> SpaceConfig:
             file=source, value=type(data).__name__,
         )
     try:
-        return SpaceConfig.model_validate(data)
+        config = SpaceConfig.model_validate(data)
     except ValidationError as exc:
         raise _space_error(exc, data, source) from None
+    _check_sections(config, source)
+    return config
+
+
+def _check_sections(config: SpaceConfig, source: str | None) -> None:
+    """What only ranksearch's own trainer needs: a model, data and built-in objectives."""
+    user_fn = config.training.function is not None
+    if not user_fn:
+        for section in ("model", "data"):
+            if getattr(config, section) is None:
+                raise SpaceError("is required but missing", file=source, field=section,
+                                 hint="add it to the file (or name a user training function in "
+                                      "training.function)")
+    elif config.model is not None and config.data is None:
+        raise SpaceError("is required with a model", file=source, field="data",
+                         hint="add the dataset the model is built for, or remove the model section")
+    for i, o in enumerate(config.objectives):
+        if o.name in OBJECTIVE_NAMES:
+            continue
+        if not user_fn:
+            raise SpaceError("has an unsupported value", file=source, field=f"objectives.{i}.name",
+                             value=o.name, hint=f"use one of {', '.join(OBJECTIVE_NAMES)} (any metric a "
+                                                "user training function reports needs training.function)")
+        if o.direction is None:
+            raise SpaceError(f"'{o.name}' is a metric of the training function: say whether to "
+                             "maximise or minimise it", file=source, field=f"objectives.{i}.direction",
+                             hint="add direction: max or direction: min")
 
 
 

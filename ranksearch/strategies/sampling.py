@@ -66,6 +66,8 @@ def spread(strategy: Strategy, rng: np.random.Generator, n: int, *,
     accept = accept or strategy.is_new
     jitters = (float(jitter),) if isinstance(jitter, int | float) else tuple(float(j) for j in jitter)
     values = tuple(tuple(v) for v in (values or strategy.values))
+    if strategy.n_ranks == 0:  # hyperparameters only (a user function): no compression axis to spread over
+        return _uniform(strategy, rng, n, accept, values)
     lo = math.log(strategy.params(tuple(v[0] for v in values)))
     hi = math.log(strategy.params(tuple(v[-1] for v in values)))
     if strategy.max_params is not None:
@@ -95,6 +97,21 @@ def spread(strategy: Strategy, rng: np.random.Generator, n: int, *,
                 out.append(cand)
                 chosen.add(cand)
                 break
+    return out
+
+
+def _uniform(strategy: Strategy, rng: np.random.Generator, n: int, accept: Callable[[RankConfig], bool],
+             values: Sequence[Sequence[int]]) -> list[RankConfig]:
+    """`n` new configurations drawn uniformly from each coordinate's candidates."""
+    out: list[RankConfig] = []
+    chosen: set[RankConfig] = set()
+    for _ in range(20 * n):
+        if len(out) == n:
+            break
+        cand = tuple(int(c[rng.integers(len(c))]) for c in values)
+        if cand not in chosen and accept(cand):
+            out.append(cand)
+            chosen.add(cand)
     return out
 
 

@@ -650,6 +650,8 @@ def _train_size(space: SearchSpace) -> int | None:
     read the data (a cluster whose data lives on the workers only)."""
     from ranksearch.training import full_train_size
 
+    if space.config.data is None:
+        return None  # a user training function reads its own data
     try:
         return full_train_size(space)
     except Exception as exc:  # noqa: BLE001 - cost accounting must not stop a search

