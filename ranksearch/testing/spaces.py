@@ -79,6 +79,8 @@ class FakeSpace:
         self.dense_params = fixed_params + sum(lay.dense_params for lay in layers)
         self.source = None
         self.hyper = build_hyper(self.config)
+        self.user_function = None  # a model space: counts are closed-form
+        self.has_closed_form = True
 
     name = property(lambda self: self.config.name)
     seed = property(lambda self: self.config.seed)

@@ -389,8 +389,9 @@ class SearchTracker:
     def _rank_params(self, trial_id: str, ranks: Sequence[int],
                      hparams: Mapping[str, Any] | None = None) -> dict[str, str]:
         """The configuration's params (ranks, and `hp.*` for the hyperparameter values) the
-        first time a trial's ranks are known (params cannot change once logged)."""
-        if not ranks or trial_id in self._has_ranks:
+        first time a trial's configuration is known (params cannot change once logged); a
+        hyperparameter-only space (a user function without rank elements) has values but no ranks."""
+        if trial_id in self._has_ranks or not (ranks or hparams):
             return {}
         self._has_ranks.add(trial_id)
         return {**S.rank_params(self.elements, ranks), **S.hparam_params(hparams or {})}

@@ -66,6 +66,7 @@ class FakeSpace:
         self.name = name
         self.elements = tuple(_Element(n) for n in ("fc1.r0", "fc1.r1", "fc2.r0", "fc2.r1"))
         self.dense_params = 266_610
+        self.has_closed_form = True  # a model space (not a user training function)
         self._yaml = yaml
 
     def to_dict(self) -> dict[str, Any]:

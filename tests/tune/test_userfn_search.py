@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from tune_helpers import ROOT, child_runs, mlflow_client
 
@@ -38,9 +39,16 @@ def test_example_function_search_records_reported_objectives(ray_runtime, tmp_pa
         assert run.data.metrics["val_accuracy"] > 0.5 and run.data.metrics["params"] > 0
         assert json.loads(run.data.params.get("ranks", "[]")) == []  # hyperparameters only: no rank elements
         assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) >= 4  # one per epoch
-    rec = SearchState.load(Storage.parse(str(tmp_path / "store")), "userfn").trials["t0001"]
-    assert rec.trial_result().hparams == {"lr": 0.01, "weight_decay": 0.000316227766017, "hidden": 64,
-                                          "optimizer": "adam"}
+    # every trial's values are recorded durably and on its child run, inside the declared domains
+    state = SearchState.load(Storage.parse(str(tmp_path / "store")), "userfn")
+    by_trial = {run.data.tags.get("trial_id"): run for run in children}
+    for tid, rec in state.trials.items():
+        hp = rec.trial_result().hparams
+        assert set(hp) == {"lr", "weight_decay", "hidden", "optimizer"}
+        assert 0.001 <= hp["lr"] <= 0.1 and 1e-5 <= hp["weight_decay"] <= 0.01
+        assert hp["hidden"] in (16, 32, 64, 128) and hp["optimizer"] in ("adam", "sgd")
+        params = by_trial[tid].data.params
+        assert float(params["hp.lr"]) == pytest.approx(hp["lr"]) and params["hp.optimizer"] == hp["optimizer"]
 
 
 def test_a_raising_function_is_a_failed_trial_and_the_search_finishes(ray_runtime, tmp_path, tracking):
