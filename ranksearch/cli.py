@@ -558,6 +558,7 @@ _BENCHES = {
     "strategies": "Every strategy on the same work, hypervolume against evaluations, ratios to random.",
     "pstrn": "PSTRN's TR-LeNet-5 / Fashion-MNIST benchmark at 1/100 of its training work (resumable).",
     "service": "Search overhead: summed trial time / workers vs. wall time, driver cost per trial.",
+    "fidelity": "Strategies with FIFO, MO-ASHA and Syne Tune's MOASHA at equal epochs: hypervolume vs cost.",
 }
 
 
