@@ -86,10 +86,12 @@ class Curves:
         self.epochs_trained = 0
         self.seconds = 0.0
 
-    def accuracy(self, ranks: Sequence[int], epoch: int) -> float:
+    def accuracy(self, ranks: Sequence[int], epoch: int, *, ahead: int | None = None) -> float:
+        """Validation accuracy after `epoch`; when training is needed it goes on to `ahead`
+        (the scheduler's next decision point) in one call, which saves a resume per epoch."""
         key = tuple(int(r) for r in ranks)
         if len(self._curves.setdefault(key, [])) < epoch and key not in self._failed:
-            self._train(key, epoch)
+            self._train(key, max(epoch, ahead or epoch))
         curve = self._curves[key]
         return curve[epoch - 1] if len(curve) >= epoch else math.nan
 
@@ -241,6 +243,7 @@ class _Running:
     epoch: int = 0
     best: float = -math.inf
     due: float = 0.0
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 def run_one(space: SearchSpace, strategy_name: str, scheduler: str, seed: int, budget: Budget,
@@ -283,7 +286,9 @@ def run_one(space: SearchSpace, strategy_name: str, scheduler: str, seed: int, b
                 blocked = True
                 break
             tid = f"{strategy_name}-{scheduler}-{seed}-{started}"
-            running[tid] = _Running(tid, tuple(int(r) for r in ranks), started, due=clock + 1.0)
+            key = tuple(int(r) for r in ranks)
+            running[tid] = _Running(tid, key, started, due=clock + 1.0,
+                                    costs=cost_metrics(space, key, names=needed) if needed else {})
             rule.add(tid)
             started += 1
         if not running:
@@ -292,8 +297,9 @@ def run_one(space: SearchSpace, strategy_name: str, scheduler: str, seed: int, b
         clock = trial.due
         trial.epoch += 1
         consumed += per_epoch
-        acc = curves.accuracy(trial.ranks, trial.epoch)
-        costs = cost_metrics(space, trial.ranks, names=needed) if needed else {}
+        ahead = next((m for m in rule.milestones if m >= trial.epoch), max_epochs)
+        acc = curves.accuracy(trial.ranks, trial.epoch, ahead=ahead)
+        costs = trial.costs
         if math.isfinite(acc):
             trial.best = max(trial.best, acc)
             vector = objective_vector(space, trial.ranks, {"epoch": trial.epoch, "best_val_accuracy": trial.best},
