@@ -1,7 +1,7 @@
 """Multi-fidelity benchmark: each strategy with FIFO and with MO-ASHA at equal training cost.
 
     ranksearch bench fidelity [SPACE.yaml|digits|fashion] --budget 96ep --seeds 5
-    ranksearch bench fidelity fashion --subset 6000 --epochs 6 --budget 60ep --seeds 3
+    ranksearch bench fidelity fashion --subset 6000 --epochs 6 --budget 7.2ep --seeds 3
 
 Every (strategy, scheduler, seed) run spends the same budget of full-epoch equivalents (passes
 over the dataset's full training set) through one loop: the strategy proposes while the next
@@ -115,7 +115,7 @@ class Curves:
 # -- schedulers (stopping rules inside the loop) ---------------------------------------------------
 class _Fifo:
     name = "fifo"
-    milestones: list[int] = []
+    milestones: tuple[int, ...] = ()
     eta = 0
 
     def add(self, trial_id: str) -> None:
