@@ -9,6 +9,8 @@ import pytest
 from ranksearch.bench import fidelity
 from ranksearch.training import full_train_size, trial_samples
 
+pytestmark = pytest.mark.slow  # real training: about 40 s for the module on 2 cores
+
 
 @pytest.fixture(scope="module")
 def space():
