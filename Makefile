@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	# elsewhere any torch >= 2.3 will do (a newer range would pull a multi-GB CUDA build here).
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0 || $(BIN)/pip install -q "torch>=2.3"
 	$(BIN)/pip install -q -e ".[all,dev]"
+	# the `syne` extra without its heavy requirements (see pyproject.toml)
+	$(BIN)/pip install -q --no-deps "syne-tune>=0.16"
 	bash .ci/system-deps.sh
 	touch $(STAMP)
 

@@ -2,7 +2,7 @@
 
     budget: 40            # trials
     budget: 600ep         # full-epoch equivalents (600 passes over the full training set)
-    budget: 2.5e6 samples # training samples
+    budget: 2.5e6 samples # training samples (also "2.5M samples", "600k samples")
 
 Benchmarks compare strategies at equal training cost and a multi-fidelity scheduler trades in
 it, so a user can say "spend 600 epoch equivalents" rather than guess a trial count. A cost
@@ -22,7 +22,9 @@ from typing import Any
 
 UNITS = {"trial": "trials", "trials": "trials", "ep": "epochs", "epoch": "epochs", "epochs": "epochs",
          "sample": "samples", "samples": "samples"}
-_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+# a number, an optional thousand / million (k, M) standing alone, then an optional unit
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?:([kKM])(?=\s|$))?\s*([A-Za-z]*)\s*$")
+_MULTIPLIERS = {None: 1.0, "k": 1e3, "K": 1e3, "M": 1e6}
 
 
 class BudgetError(ValueError):
@@ -61,7 +63,8 @@ class Budget:
 
 
 def parse_budget(value: Any, *, what: str = "budget") -> Budget:
-    """An int (trials), or text such as '600ep', '600 epochs', '2e6 samples', '40 trials'."""
+    """An int (trials), or text such as '600ep', '600 epochs', '2e6 samples', '1.2M samples',
+    '40 trials'."""
     if isinstance(value, Budget):
         return value
     if isinstance(value, bool):
@@ -74,11 +77,11 @@ def parse_budget(value: Any, *, what: str = "budget") -> Budget:
     if isinstance(value, float) and value.is_integer():
         return parse_budget(int(value), what=what)
     m = _PATTERN.match(str(value)) if isinstance(value, (str, float)) else None
-    unit = UNITS.get(m.group(2).lower() if m and m.group(2) else "trials") if m else None
+    unit = UNITS.get(m.group(3).lower() if m and m.group(3) else "trials") if m else None
     if m is None or unit is None:
         raise BudgetError(f"{what} {value!r}: write a number of trials (40), of full-epoch "
-                          "equivalents (600ep) or of training samples (2e6 samples)")
-    amount = float(m.group(1))
+                          "equivalents (600ep) or of training samples (2e6 samples, 1.2M samples)")
+    amount = float(m.group(1)) * _MULTIPLIERS[m.group(2)]
     if not math.isfinite(amount) or amount <= 0:
         raise BudgetError(f"{what} {value!r}: must be positive")
     if unit == "trials":

@@ -567,6 +567,7 @@ _BENCHES = {
     "pstrn": "PSTRN's TR-LeNet-5 / Fashion-MNIST benchmark at 1/100 of its training work (resumable).",
     "service": "Search overhead: summed trial time / workers vs. wall time, driver cost per trial.",
     "hpo": "NAS-Bench-201 ground truth: hypervolume regret of each strategy and Optuna's samplers.",
+    "fidelity": "Strategies with FIFO, MO-ASHA and Syne Tune's MOASHA at equal epochs: hypervolume vs cost.",
 }
 
 

@@ -10,6 +10,8 @@ from ranksearch.budget import Budget, BudgetError, expected_epochs, parse_budget
 @pytest.mark.parametrize("text, kind, amount", [
     (40, "trials", 40), ("40", "trials", 40), ("40 trials", "trials", 40), ("600ep", "epochs", 600),
     ("600 epochs", "epochs", 600), ("2.5e6 samples", "samples", 2.5e6), ("12.5ep", "epochs", 12.5),
+    ("1.2M samples", "samples", 1.2e6), ("600k samples", "samples", 6e5), ("2k", "trials", 2000),
+    ("1.5k ep", "epochs", 1500),
 ])
 def test_parse(text, kind, amount):
     b = parse_budget(text)
@@ -17,7 +19,8 @@ def test_parse(text, kind, amount):
     assert parse_budget(b.to_json()) == b  # what the settings keep reads back the same
 
 
-@pytest.mark.parametrize("bad", [0, -3, True, "", "ep", "600 parsecs", "1.5 trials", "-2ep", "nan", None, [4]])
+@pytest.mark.parametrize("bad", [0, -3, True, "", "ep", "600 parsecs", "1.5 trials", "-2ep", "nan", None, [4],
+                                 "1.2m samples", "1.2Msamples", "1.0005k trials"])
 def test_bad_budgets_say_how_to_write_one(bad):
     with pytest.raises(BudgetError, match=r"budget"):
         parse_budget(bad)

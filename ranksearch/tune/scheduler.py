@@ -160,13 +160,12 @@ def _rung_reference(F: np.ndarray, reference: Sequence[float | None] | None) -> 
 
 def _reduce_by_contribution(F: np.ndarray, members: list[int], room: int, ref: np.ndarray,
                             ids: list[str]) -> list[int]:
-    from ranksearch.pareto import hypervolume
+    import moocore  # exact exclusive contributions in one call (pymoo's own HV backend)
 
     left = list(members)
     while len(left) > room:
         P = np.minimum(F[left], ref)  # a value past the reference contributes nothing on that axis
-        total = hypervolume(P, ref)
-        contrib = [total - hypervolume(np.delete(P, k, axis=0), ref) for k in range(len(left))]
+        contrib = [float(c) for c in moocore.hv_contributions(P, ref=ref)]
         # drop the least contributor; among equals the worse vector, then the larger trial id
         drop = min(range(len(left)), key=lambda k: (round(contrib[k], 15),
                                                     [-x for x in F[left[k]]], _neg_id(ids[left[k]])))

@@ -76,6 +76,22 @@ def test_a_full_rung_chooses_the_same_trials_in_any_arrival_order(seed):
     assert len(chosen) == 1
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_trials_fed_through_the_ledger_in_any_order_end_with_the_same_rung_choice(seed):
+    """Decisions made on arrival depend on order only through the lenient start (the rung is
+    not full yet); once every trial has arrived the rung's choice is the same for every order."""
+    rng = np.random.default_rng(100 + seed)
+    acc = rng.uniform(0.5, 0.95, 18)
+    vectors = {f"t{i:02d}": [-a, -(2.0 - 1.5 * (a - 0.5) / 0.45 + rng.normal(0, 0.1))] for i, a in enumerate(acc)}
+    finals = set()
+    for _ in range(8):
+        ledger = RungLedger(grace_epochs=1, reduction_factor=3, max_epochs=9, reference=[-0.4, 0.5])
+        for t in rng.permutation(sorted(vectors)):
+            ledger.decide(str(t), 1, vectors[str(t)])
+        finals.add(frozenset(t for t in vectors if ledger.promoted(1, t)))
+    assert len(finals) == 1 and len(next(iter(finals))) == 6
+
+
 def test_a_more_accurate_non_dominated_newcomer_is_not_stopped_by_arrival_order():
     # The measured case: 0.80 at 14.7x arrives first, 0.95 at 8.3x second; eta 3 keeps one of two.
     space = load_space(QUICKSTART)

@@ -1,0 +1,94 @@
+"""`ranksearch bench fidelity` on a tiny setting: digits, 3 epochs per trial, a few epochs of budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ranksearch.bench import fidelity
+from ranksearch.training import full_train_size, trial_samples
+
+pytestmark = pytest.mark.slow  # real training: about 40 s for the module on 2 cores
+
+
+@pytest.fixture(scope="module")
+def space():
+    return fidelity.prepare_space("digits", epochs=3)
+
+
+@pytest.fixture(scope="module")
+def report(space):
+    pytest.importorskip("syne_tune", reason="the bench extra: pip install --no-deps syne-tune")
+    return fidelity.run_benchmark(space, budget="12ep", seeds=2, strategies=["random", "bayes"],
+                                  schedulers=list(fidelity.SCHEDULERS), workers=2, grace=1, eta=3)
+
+
+def test_every_run_spends_the_same_epoch_budget_and_never_more(space, report):
+    per_trial = trial_samples(space) / full_train_size(space)  # 2.4 full-epoch equivalents
+    assert report["budget_epochs"] == 12 and report["max_epochs"] == 3
+    assert len(report["runs"]) == 2 * 2 * 3
+    for run in report["runs"]:
+        assert 0 < run["spent_epochs"] <= 12 + 1e-9, run
+        spent = [s for s, _ in run["curve"]]
+        hv = [v for _, v in run["curve"]]
+        assert spent == sorted(spent) and hv == sorted(hv)  # cost and hypervolume only grow
+        if run["scheduler"] == "fifo":
+            # every FIFO trial runs all 3 epochs, and a 6th would not have fitted
+            assert run["pruned"] == 0 and run["spent_epochs"] == pytest.approx(run["trials"] * per_trial, abs=1e-3)
+            assert run["trials"] == int(12 // per_trial)
+
+
+def test_successive_halving_stops_trials_and_runs_more_of_them(report):
+    by = {(r["strategy"], r["scheduler"], r["seed"]): r for r in report["runs"]}
+    for (strategy, scheduler, seed), run in by.items():
+        if scheduler != "fifo":  # a stopped trial frees budget: never fewer trials than FIFO
+            assert run["trials"] >= by[(strategy, "fifo", seed)]["trials"], run
+    # the first trials at a rung are promoted leniently, so count over all runs of a scheduler
+    for scheduler in ("mo_asha", "syne_moasha"):
+        runs = [r for r in report["runs"] if r["scheduler"] == scheduler]
+        fifo = [r for r in report["runs"] if r["scheduler"] == "fifo"]
+        assert sum(r["pruned"] for r in runs) > 0
+        assert sum(r["trials"] for r in runs) > sum(r["trials"] for r in fifo)
+
+
+def test_summary_compares_each_scheduler_with_fifo_of_the_same_strategy_and_seed(report):
+    rows = {(s["strategy"], s["scheduler"]): s for s in report["summaries"]}
+    assert set(rows) == {(a, b) for a in ("random", "bayes") for b in fidelity.SCHEDULERS}
+    for (strategy, scheduler), s in rows.items():
+        assert len(s["median"]) == fidelity.CHECKPOINTS and s["checkpoints"][-1] == pytest.approx(12)
+        assert all(lo <= m <= hi for lo, m, hi in zip(s["low"], s["median"], s["high"], strict=True))
+        finals = sorted(r["final_hypervolume"] for r in report["runs"]
+                        if r["strategy"] == strategy and r["scheduler"] == scheduler)
+        assert s["median"][-1] == pytest.approx(sum(finals) / 2)  # median of two seeds
+        if scheduler == "fifo":
+            assert s["vs_fifo"] == [1.0, 1.0] and all(v is not None and v <= 1.0 for v in s["to_99"])
+    # the trained epochs are shared: fewer than the runs consumed in configuration-epochs
+    consumed = sum(r["spent_epochs"] for r in report["runs"]) * 1438 / 1150
+    assert 0 < report["epochs_trained"] < consumed
+    text = fidelity.format_report(report)
+    assert "syne_moasha" in text and "99% of FIFO at" in text
+
+
+def test_a_run_is_reproducible_from_its_seed(space, tmp_path):
+    from ranksearch.budget import parse_budget
+
+    curves = fidelity.Curves(space, tmp_path)
+    one = fidelity.run_one(space, "random", "mo_asha", 3, parse_budget("8ep"), curves, workers=2)
+    two = fidelity.run_one(space, "random", "mo_asha", 3, parse_budget("8ep"), curves, workers=2)
+    assert one.curve == two.curve and one.pruned == two.pruned and one.trials == two.trials
+
+
+def test_cli_writes_the_report_and_refuses_a_trial_budget(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = fidelity.main(["digits", "--epochs", "2", "--budget", "5ep", "--seeds", "1", "--strategies", "random",
+                          "--schedulers", "fifo,mo_asha", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "fidelity.json").read_text())
+    assert [s["scheduler"] for s in report["summaries"]] == ["fifo", "mo_asha"]
+    assert (out / "fidelity.png").stat().st_size > 0
+    assert "mo_asha" in capsys.readouterr().out
+    assert fidelity.main(["digits", "--budget", "40", "--out", str(out)]) == 2
+    assert "not trials" in capsys.readouterr().err
+    assert fidelity.main(["digits", "--budget", "5ep", "--schedulers", "hyperband", "--out", str(out)]) == 2
+    assert "unknown schedulers ['hyperband']" in capsys.readouterr().err
