@@ -64,6 +64,7 @@ _REGISTRY: dict[str, str | type[Strategy] | importlib.metadata.EntryPoint] = {
     "rl": "ranksearch.strategies.rl:PolicyGradient",
     "bayes": "ranksearch.strategies.bayes:BayesSearch",
     "optuna-nsga2": "ranksearch.strategies.bayes:OptunaNSGA2",
+    "learned": "ranksearch.strategies.learned:LearnedRanks",
 }
 _BUILTIN = frozenset(_REGISTRY)
 _plugins_scanned = False

@@ -337,6 +337,7 @@ class SearchTracker:
                 step = max(self._last_step.get(trial_id, 0), int(result.fidelity or 0))
                 self._delivery.enqueue_batch(
                     ref, metrics=S.metric_rows(self.objectives.metrics(result), ts, step),
+                    params=self._rank_params(trial_id, result.ranks),  # when not known at the start
                     tags=S.finish_tags(result))
                 self._delivery.enqueue(Terminate(ref, S.RUN_STATUS_OF.get(result.status, "FINISHED")))
             self._dirty.update((trial_id, *update.entered, *update.left))

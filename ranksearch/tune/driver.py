@@ -203,7 +203,8 @@ class _Session:
         events.append({"e": "attempt", "id": trial_id, "tune_id": tune_id,
                        "dir": trial_dirname(trial_id, tune_id)})
         self.record(*events)
-        self.tracker.trial_started(trial_id, ranks, info)
+        # a learned-rank trial's ranks are known when it ends (its proposal is a placeholder)
+        self.tracker.trial_started(trial_id, () if "learn" in info else ranks, info)
         self.counters.running = self.searcher.live if self.searcher else self.counters.running + 1
         self.display.refresh()
         self._charge(trial_id, t0)
