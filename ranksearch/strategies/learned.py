@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ranksearch.learned.trial import GATE_KINDS, KNOBS, LearnSpec
 from ranksearch.strategies import sampling
 from ranksearch.strategies.base import Proposal, Strategy
@@ -65,6 +67,8 @@ class LearnedRanks(Strategy):
     """
 
     name = "learned"
+    #: Jittered tries for a placeholder near the knob's size.
+    TRIES = 12
     Options = LearnedOptions
     opts: LearnedOptions
 
@@ -124,20 +128,28 @@ class LearnedRanks(Strategy):
         return hi - pos * (hi - lo)
 
     def _placeholder(self, index: int, taken: set[RankConfig]) -> RankConfig | None:
-        """An unseen feasible configuration of about the knob's size (never trained)."""
+        """An unseen feasible configuration of about the knob's size (never trained): the
+        closest in log parameters among a common log-level (bisected to the target) and
+        `TRIES` jittered ones, like `sampling.spread` draws them; any unseen one otherwise."""
         target = self._target_log_params(index)
-        zero = [0.0] * self.n
-        a, b = -1.0, 2.0
-        for _ in range(14):  # the count grows with the common level: bisect for the target
-            mid = 0.5 * (a + b)
-            if math.log(self.params(sampling.at_level(self, mid, zero))) < target:
-                a = mid
-            else:
-                b = mid
-        cand = sampling.repair(self, sampling.at_level(self, b, zero))
-        if cand is not None and self.is_new(cand) and cand not in taken:
-            return cand
-        return sampling.find_unseen(self, self.rng, exclude=taken)
+        best, best_gap = None, math.inf
+        for k in range(self.TRIES + 1):
+            z = np.zeros(self.n) if k == 0 else self.rng.normal(0.0, 0.2, self.n)
+            a, b = -1.0, 2.0
+            for _ in range(14):  # the count grows with the common level
+                mid = 0.5 * (a + b)
+                if math.log(self.params(sampling.at_level(self, mid, z))) < target:
+                    a = mid
+                else:
+                    b = mid
+            for level in (a, b):
+                cand = sampling.repair(self, sampling.at_level(self, level, z))
+                if cand is None or cand in taken or not self.is_new(cand):
+                    continue
+                gap = abs(math.log(self.params(cand)) - target)
+                if gap < best_gap:
+                    best, best_gap = cand, gap
+        return best if best is not None else sampling.find_unseen(self, self.rng, exclude=taken)
 
     def _propose(self, limit: int) -> Iterable[Proposal]:
         out: list[Proposal] = []

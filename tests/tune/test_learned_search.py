@@ -1,0 +1,47 @@
+"""A real `learned` search on Ray: trials learn distinct rank vectors with exact counts."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+from rich.console import Console
+from tune_helpers import child_runs, mlflow_client, write_space
+
+from ranksearch import count_params, load_space, service
+from ranksearch.tune.state import SearchState
+from ranksearch.tune.storage import Storage
+
+pytestmark = [pytest.mark.ray, pytest.mark.mlflow]
+
+
+def test_a_real_search_learns_distinct_rank_vectors_with_exact_counts(ray_runtime, tmp_path, tracking):
+    path = write_space(tmp_path / "space.yaml", epochs=2, budget=2,
+                       strategy={"name": "learned", "budget": 2,
+                                 "options": {"targets": [6.0, 30.0], "epochs": 2, "finetune_epochs": 1}})
+    space = load_space(path)
+    outcome = service.search(path, workers=2, name="learned-e2e", storage=str(tmp_path / "store"),
+                             tracking_uri=tracking, console=Console(file=io.StringIO()))
+    assert outcome.status == "finished" and (outcome.n_trials, outcome.n_ok) == (2, 2)
+    state = SearchState.load(Storage.parse(str(tmp_path / "store")), "learned-e2e")
+    learned = {}
+    for rec in state.trials.values():
+        result = rec.trial_result()
+        ranks = tuple(result.ranks)
+        assert tuple(rec.ranks) != ranks  # the proposal was a placeholder; the result is learned
+        params = count_params(space, ranks)
+        assert result.metrics["params"] == params  # exact, at the learned ranks
+        target = result.metrics["learn_target_compression"]
+        assert params <= space.dense_params / target  # the budget was met
+        assert 0 < result.metrics["val_accuracy"] <= 1 and result.metrics["samples_seen"] > 0
+        learned[target] = ranks
+    assert rec.info.get("model_logged")
+    assert len(set(learned.values())) == 2
+    assert count_params(space, learned[30.0]) < count_params(space, learned[6.0])
+
+    client = mlflow_client(outcome.tracking_uri)
+    runs = child_runs(client, outcome.parent_run_id)
+    assert sorted(json.loads(r.data.params["ranks"]) for r in runs) == sorted(map(list, learned.values()))
+    assert all(math.isfinite(r.data.metrics["val_accuracy"]) for r in runs)
