@@ -52,6 +52,9 @@ class LearnedOutcome:
     model: nn.Module
     metrics: dict[str, float]
     phases: dict[str, TrainOutcome] = field(default_factory=dict)
+    #: the trained gated net (its gates order every element's slices: `choose_ranks` reads ranks
+    #: at other budgets off it, see `ranksearch.learned.seeds`)
+    gated: GatedNet | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -304,4 +307,4 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
         "samples_seen": float(samples),
         "seconds": time.perf_counter() - t0,
     }
-    return LearnedOutcome(ranks=ranks, model=model, metrics=metrics, phases=phases)
+    return LearnedOutcome(ranks=ranks, model=model, metrics=metrics, phases=phases, gated=gated)
