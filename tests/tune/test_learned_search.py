@@ -38,6 +38,10 @@ def test_a_real_search_learns_distinct_rank_vectors_with_exact_counts(ray_runtim
         assert 0 < result.metrics["val_accuracy"] <= 1 and result.metrics["samples_seen"] > 0
         learned[target] = ranks
     assert rec.info.get("model_logged")
+    # one round: both trials ran side by side
+    spans = [(r.trial_result().info["started_at"], r.trial_result().info["ended_at"]) for r in state.trials.values()]
+    (a0, a1), (b0, b1) = spans
+    assert a0 < b1 and b0 < a1
     assert len(set(learned.values())) == 2
     assert count_params(space, learned[30.0]) < count_params(space, learned[6.0])
 
@@ -45,3 +49,8 @@ def test_a_real_search_learns_distinct_rank_vectors_with_exact_counts(ray_runtim
     runs = child_runs(client, outcome.parent_run_id)
     assert sorted(json.loads(r.data.params["ranks"]) for r in runs) == sorted(map(list, learned.values()))
     assert all(math.isfinite(r.data.metrics["val_accuracy"]) for r in runs)
+    # the logged weights are the pruned, fine-tuned net: they load at the learned ranks
+    pick = service.best("learned-e2e", "max val_accuracy", tracking_uri=tracking, storage=str(tmp_path / "store"))
+    assert pick.ranks in learned.values()
+    model = pick.build_model(weights=True)
+    assert sum(p.numel() for p in model.parameters()) == count_params(space, pick.ranks)
