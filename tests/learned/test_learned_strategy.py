@@ -74,3 +74,26 @@ def test_report_helpers_read_learned_ranks_and_extras(digits_space):
     assert reported_ranks(digits_space, {"val_accuracy": 1.0}) is None
     assert extra_metrics({"rs_extra_learn_index": 2, "rs_extra_bad": "x", "val_accuracy": 1}) == {
         "learn_index": 2.0}
+
+
+def test_a_strength_trial_runs_with_the_ard_gate(digits_space):
+    from ranksearch.learned.trial import run_learned
+
+    spec = LearnSpec(gate="ard", knob="strength", value=300.0, epochs=1, finetune_epochs=0)
+    assert spec.learn_kwargs() == {"kind": "ard", "strength": 300.0, "epochs": 1, "finetune_epochs": 0}
+    seen = []
+    out = run_learned(digits_space, spec, num_threads=1, on_epoch=seen.append)
+    assert digits_space.check_ranks(out.ranks) == out.ranks
+    assert sum(p.numel() for p in out.model.parameters()) == out.metrics["params"]
+    assert [r["phase"] for r in seen] == ["gated"] and seen[0]["samples_seen"] > 0
+
+
+@pytest.mark.parametrize("doc", [
+    {"gate": "l0", "knob": "strength", "value": 1.0},
+    {"gate": "ard", "knob": "budget", "value": 1.0},
+    {"gate": "ard", "knob": "target_compression", "value": 1.0},
+    {"gate": "ard", "knob": "strength", "value": -1.0},
+])
+def test_a_bad_trial_spec_is_an_error_naming_it(doc):
+    with pytest.raises(ValueError, match="learned trial"):
+        LearnSpec.from_config(doc)
