@@ -13,6 +13,7 @@ into the population's trials (each trial trains from its own initialisation).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ranksearch.space import SearchSpace
+
+log = logging.getLogger(__name__)
 
 #: The gated run's share of the recipe's epochs.
 SHORT = 0.25
@@ -60,6 +63,9 @@ def learned_rank_seeds(space: SearchSpace, n: int, *, dense_net: nn.Module | Non
                       dense_state=None if dense_net is None else dense_net.state_dict())
     gated = out.gated
     assert gated is not None  # learn_ranks always returns its gated net
+    # not charged to a search's cost budget: say what it took
+    log.info("learned seeds: one gated run of %d epochs at %.1fx, %d training samples, %.0f s",
+             epochs, target, int(out.metrics["samples_seen"]), out.metrics["seconds"])
     budgets = np.exp(np.linspace(math.log(large), math.log(small), max(2, 3 * n)))
     path: list[RankConfig] = []
     for budget in budgets:
