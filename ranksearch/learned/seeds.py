@@ -35,12 +35,15 @@ SHORT = 0.25
 
 def learned_rank_seeds(space: SearchSpace, n: int, *, dense_net: nn.Module | None = None,
                        epochs: int | None = None,
-                       feasible: Callable[[RankConfig], bool] | None = None) -> list[RankConfig]:
+                       feasible: Callable[[RankConfig], bool] | None = None,
+                       on_cost: Callable[[int], object] | None = None) -> list[RankConfig]:
     """Up to `n` distinct feasible rank vectors read off one short gated run (largest first).
 
     `epochs`: the gated run's (default `SHORT` of the recipe's, at least 1). `dense_net`: the
     trained dense network, needed when the recipe starts from it (`training.init: dense`).
     `feasible(ranks)`: the hard-constraint test (default: the space's constraints).
+    `on_cost(samples)` is told the training samples the gated run consumed (a search charges
+    them to its cost, like the dense warm start).
     """
     from ranksearch.learned.prune import choose_ranks
     from ranksearch.learned.train import learn_ranks
@@ -63,7 +66,8 @@ def learned_rank_seeds(space: SearchSpace, n: int, *, dense_net: nn.Module | Non
                       dense_state=None if dense_net is None else dense_net.state_dict())
     gated = out.gated
     assert gated is not None  # learn_ranks always returns its gated net
-    # not charged to a search's cost budget: say what it took
+    if on_cost is not None:
+        on_cost(int(out.metrics["samples_seen"]))
     log.info("learned seeds: one gated run of %d epochs at %.1fx, %d training samples, %.0f s",
              epochs, target, int(out.metrics["samples_seen"]), out.metrics["seconds"])
     budgets = np.exp(np.linspace(math.log(large), math.log(small), max(2, 3 * n)))

@@ -208,7 +208,7 @@ def check_seeds(space: SearchSpace) -> None:
 
 def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
                 kinds: Iterable[str] = ("explicit", *SEED_KINDS),
-                ) -> list[tuple[RankConfig, str]]:
+                on_cost: Callable[[int], object] | None = None) -> list[tuple[RankConfig, str]]:
     """The space's seeds in the order `strategy.seeds` lists them, each with its kind
     ('explicit', 'equal' or 'effective'); only the kinds in `kinds` are made."""
     check_seeds(space)
@@ -228,7 +228,8 @@ def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
                 raise SpaceError("'learned' seeds with training.init 'dense' need the trained dense network",
                                  file=space.source, field="strategy.seeds", value="learned",
                                  hint="pass dense_net (the driver does after the dense warm start)")
-            out += [(c, "learned") for c in learned_rank_seeds(space, spec.seed_count, dense_net=dense_net)]
+            out += [(c, "learned") for c in learned_rank_seeds(space, spec.seed_count, dense_net=dense_net,
+                                                               on_cost=on_cost)]
         elif item == "effective" and item in wanted:
             if dense_net is None:
                 raise SpaceError("'effective' seeds need the trained dense network",
@@ -239,10 +240,12 @@ def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
 
 
 def seed_strategy(strategy: Strategy, space: SearchSpace | None = None,
-                  dense_net: nn.Module | None = None) -> list[RankConfig]:
+                  dense_net: nn.Module | None = None, *,
+                  on_cost: Callable[[int], object] | None = None) -> list[RankConfig]:
     """Give `strategy` (not asked yet) the seeds its space lists; returns those it accepted.
 
-    'learned' entries train once, here (see `ranksearch.learned.seeds`).
+    'learned' entries train once, here (see `ranksearch.learned.seeds`; `on_cost(samples)` is
+    told what that training consumed).
     Without `dense_net`, 'effective' entries are left out (add them later, before the first
     ask, by calling this again with the network: seeds already added are skipped).
     """
@@ -252,7 +255,7 @@ def seed_strategy(strategy: Strategy, space: SearchSpace | None = None,
     else:
         kinds = ("explicit", "equal") + (() if needs_dense(space) else ("learned",))
     accepted: list[RankConfig] = []
-    for ranks, kind in space_seeds(space, dense_net, kinds=kinds):
+    for ranks, kind in space_seeds(space, dense_net, kinds=kinds, on_cost=on_cost):
         accepted += strategy.add_seeds([ranks], kind=kind)
     return accepted
 

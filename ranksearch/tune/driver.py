@@ -587,7 +587,7 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
     try:
         with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(settings.workers)}):
             dense_path = _warm_start(space, settings, storage, session)
-            _seed(space, strategy, storage, dense_path, display)
+            _seed(space, strategy, storage, dense_path, display, session)
             if state.strategy_header is None:  # made (and seeded) now, before its first ask
                 state.strategy_header = {k: v for k, v in strategy.state_dict().items() if k != "events"}
             session.follow(strategy)
@@ -718,9 +718,10 @@ def _warm_start(space: SearchSpace, settings: SearchSettings, storage: Storage,
 
 
 def _seed(space: SearchSpace, strategy: Any, storage: Storage, dense_path: str | None,
-          display: SearchDisplay) -> None:
+          display: SearchDisplay, session: _Session | None = None) -> None:
     """Give a strategy that has not asked yet the space's `strategy.seeds`; 'effective' ones
-    read the dense warm start's network. (A resumed strategy replays its seeds from its state.)"""
+    read the dense warm start's network, 'learned' ones train once and are charged to the
+    search's cost like the warm start. (A resumed strategy replays its seeds from its state.)"""
     if not space.config.strategy.seeds or strategy.started:
         return
     from ranksearch.strategies import seed_strategy
@@ -731,7 +732,13 @@ def _seed(space: SearchSpace, strategy: Any, storage: Storage, dense_path: str |
         from ranksearch.tune.warmstart import dense_net
 
         net = dense_net(space, dense_path, storage)
-    seed_strategy(strategy, space, net)
+    def charge(samples: int) -> None:
+        if session is not None and samples > 0:
+            session.record({"e": "overhead", "samples": int(samples)})
+            session.tracker.add_overhead_samples(int(samples))
+            display.event(f"learned seeds: one gated run on {samples:,} samples")
+
+    seed_strategy(strategy, space, net, on_cost=charge)
     display.event(f"{len(strategy.seeds)} seed configurations go first")
 
 

@@ -54,3 +54,19 @@ def test_a_real_search_learns_distinct_rank_vectors_with_exact_counts(ray_runtim
     assert pick.ranks in learned.values()
     model = pick.build_model(weights=True)
     assert sum(p.numel() for p in model.parameters()) == count_params(space, pick.ranks)
+
+
+def test_learned_seeds_go_first_and_their_training_is_charged(ray_runtime, tmp_path, tracking):
+    path = write_space(tmp_path / "space.yaml", epochs=1, budget=3,
+                       strategy={"name": "random", "budget": 3, "seeds": ["learned"], "seed_count": 2})
+    outcome = service.search(path, workers=2, name="learned-seeds", storage=str(tmp_path / "store"),
+                             tracking_uri=tracking, console=Console(file=io.StringIO()))
+    assert outcome.status == "finished" and outcome.n_trials == 3
+    state = SearchState.load(Storage.parse(str(tmp_path / "store")), "learned-seeds")
+    kinds = [state.trials[t].info.get("seeded") for t in sorted(state.trials)]
+    assert kinds == ["learned", "learned", None]
+    # the seeds' one gated epoch over the digits training rows, charged like a warm start
+    assert state.overhead_samples == 1150
+    client = mlflow_client(outcome.tracking_uri)
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.data.metrics["warm_start_samples"] == 1150  # the search's cost outside trials
