@@ -3,6 +3,11 @@
 Figures from Li et al., "Heuristic Rank Selection with Progressively Searching Tensor Ring
 Network" (PSTRN, AAAI 2021), for TR-LeNet-5 (20 rank elements R0..R19) and TR-ResNets.
 Error = 100 - test accuracy, in percent; params count the whole model.
+
+Cao, Sun, Nguyen, Mamitsuka, "Learning Low-Rank Tensor Cores with Probabilistic l0-Regularized
+Rank Selection for Model Compression" (IJCAI 2024): ranks learned in one training run, same
+TR-LeNet-5 factorisation; its Fashion-MNIST front is read off the paper's plot (+-0.2 pp) and
+its compression is the paper's own count (no rank vectors are published).
 """
 
 from __future__ import annotations
@@ -39,3 +44,21 @@ PSTRN_POINTS = (
     PublishedPoint("cifar10", "resnet32", "PSTRN-M", 9.4, (3, 12, 9, 9, 9, 9, 6), 81_886, 5.7),
     PublishedPoint("cifar10", "resnet32", "PSTRN-S", 8.56, (17, 14, 10, 13, 18, 15, 10), 174_342, 2.7),
 )
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """A published (compression, test accuracy %) point read off a plot."""
+
+    source: str
+    compression: float
+    accuracy: float
+
+
+#: Cao et al. 2024, Fashion-MNIST TR-LeNet-5, learned ranks (read off the plot, +-0.2 pp).
+CAO_FASHION_FRONT = tuple(FrontPoint("Cao 2024 (learned ranks)", c, a)
+                          for c, a in ((12, 91.0), (26, 90.9), (52, 90.1), (65, 89.5), (71, 89.0)))
+#: The same plot's equal-rank TR nets (r = 25, 20, 15, 10).
+CAO_FASHION_EQUAL = tuple(FrontPoint("Cao 2024 equal-rank TRN", c, a)
+                          for c, a in ((4.5, 90.4), (7, 89.8), (12, 89.1), (26, 88.1)))
+CAO_FASHION_DENSE_ACCURACY = 92.25

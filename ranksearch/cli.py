@@ -565,6 +565,7 @@ _BENCHES = {
     "layers": "Tensorized vs. dense layer timings (sequential, reconstruction, auto; tensorly-torch).",
     "strategies": "Every strategy on the same work, hypervolume against evaluations, ratios to random.",
     "pstrn": "PSTRN's TR-LeNet-5 / Fashion-MNIST benchmark at 1/100 of its training work (resumable).",
+    "front": "The Fashion-MNIST TR-LeNet-5 front with learned ranks beside Cao 2024 and PSTRN (resumable).",
     "service": "Search overhead: summed trial time / workers vs. wall time, driver cost per trial.",
     "hpo": "NAS-Bench-201 ground truth: hypervolume regret of each strategy and Optuna's samplers.",
     "fidelity": "Strategies with FIFO, MO-ASHA and Syne Tune's MOASHA at equal epochs: hypervolume vs cost.",

@@ -140,7 +140,7 @@ def test_train_from_dense_weights(tmp_path, capsys):
     assert cold.history[0]["train_loss"] != pytest.approx(metrics["history"][0]["train_loss"], rel=1e-3)
 
 
-@pytest.mark.parametrize("bench", ["layers", "strategies", "pstrn", "service", "fidelity"])
+@pytest.mark.parametrize("bench", ["layers", "strategies", "pstrn", "front", "service", "fidelity"])
 def test_bench_help_lists_the_benchmarks_own_options(bench, capsys):
     from ranksearch.cli import _BENCHES
 

@@ -52,6 +52,9 @@ class LearnedOutcome:
     model: nn.Module
     metrics: dict[str, float]
     phases: dict[str, TrainOutcome] = field(default_factory=dict)
+    #: the trained gated net (its gates order every element's slices: `choose_ranks` reads ranks
+    #: at other budgets off it, see `ranksearch.learned.seeds`)
+    gated: GatedNet | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -156,7 +159,8 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
                 prior_weight: float = 0.01, anneal: float = 0.5, mu: float = 30.0, dual_step: float = 0.0,
                 training: TrainingSpec | None = None, splits: DataSplits | None = None,
                 device: str | torch.device | None = None, num_threads: int | None = None,
-                log: Callable[[str], Any] | None = None) -> LearnedOutcome:
+                log: Callable[[str], Any] | None = None,
+                on_epoch: Callable[[dict[str, Any]], Any] | None = None) -> LearnedOutcome:
     """Learn the ranks of `space`'s model in one gated training run, prune, fine-tune.
 
     Give exactly one of `target_compression` (dense params / params, whole model) or `strength`
@@ -179,6 +183,10 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
     weight `mu` and multiplier step `dual_step` (see `BudgetPenalty`; on digits at 15x, mu=1 left
     the gates open and the pruning rule then cut trained slices blind, mu=30 held E[params] at
     the target and kept 96% validation accuracy).
+
+    `on_epoch(record)` sees every epoch of both phases: the trainer's record with `phase`
+    ('gated' or 'finetune'), `epoch` counted over the whole trial and `samples_seen` summed over
+    both phases (what a trial reports to Tune as it goes).
     """
     from ranksearch.models import build_model, build_warm
     from ranksearch.space import count_params
@@ -248,6 +256,8 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
         return term
 
     def report(record: dict[str, Any]) -> None:
+        if on_epoch is not None:
+            on_epoch({**record, "phase": "gated"})
         if log is not None:
             with torch.no_grad():
                 counts = [int(k.sum()) for k in gated.kept()]
@@ -274,7 +284,14 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
     samples = gated_run.samples_seen
     val_acc = pruned_acc
     if gated_run.ok and finetune_epochs != 0:
-        tuned = train_model(model, splits, tune_recipe, evaluate_test=False, **common)
+        offset_epochs, offset_samples = gated_run.epochs_done, gated_run.samples_seen
+
+        def tune_report(record: dict[str, Any]) -> None:
+            if on_epoch is not None:
+                on_epoch({**record, "phase": "finetune", "epoch": offset_epochs + int(record["epoch"]),
+                          "samples_seen": offset_samples + int(record.get("samples_seen", 0))})
+
+        tuned = train_model(model, splits, tune_recipe, evaluate_test=False, callback=tune_report, **common)
         phases["finetune"] = tuned
         samples += tuned.samples_seen
         val_acc = tuned.val_accuracy  # best epoch, like every trial; the model keeps the last epoch
@@ -290,4 +307,4 @@ def learn_ranks(space: SearchSpace, *, target_compression: float | None = None, 
         "samples_seen": float(samples),
         "seconds": time.perf_counter() - t0,
     }
-    return LearnedOutcome(ranks=ranks, model=model, metrics=metrics, phases=phases)
+    return LearnedOutcome(ranks=ranks, model=model, metrics=metrics, phases=phases, gated=gated)

@@ -195,7 +195,8 @@ class StrategySpec(_Frozen):
     `seeds` entries: an explicit rank vector (checked against the space when the strategy is
     made), "equal" (`seed_count` equal-rank configurations spread over the feasible range) or
     "effective" (`seed_count` configurations shaped by the trained dense model's singular-value
-    spectra; needs the dense warm start). Seeds count against the budget.
+    spectra; needs the dense warm start) or "learned" (`seed_count` configurations read off the
+    gates of one short learned-rank run, `ranksearch.learned.seeds`). Seeds count against the budget.
     """
 
     name: str = "random"
@@ -204,7 +205,7 @@ class StrategySpec(_Frozen):
     #: the trials a strategy plans for under a cost budget (estimated from the recipe when unset)
     max_trials: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
-    seeds: tuple[tuple[int, ...] | Literal["equal", "effective"], ...] = ()
+    seeds: tuple[tuple[int, ...] | Literal["equal", "effective", "learned"], ...] = ()
     seed_count: int = Field(5, ge=1)
 
     @field_validator("budget", mode="before")
@@ -233,7 +234,7 @@ class StrategySpec(_Frozen):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, v: Any) -> Any:
-        hint = ("write 'equal', 'effective' or a list of integers (one rank per rank element), "
+        hint = ("write 'equal', 'effective', 'learned' or a list of integers (one rank per rank element), "
                 "e.g. seeds: [equal, effective, [8, 14, 8]]")
         if v is None:
             return ()
@@ -242,7 +243,7 @@ class StrategySpec(_Frozen):
         kinds: list[str] = []
         for i, item in enumerate(v):
             if isinstance(item, str):
-                if item not in ("equal", "effective"):
+                if item not in ("equal", "effective", "learned"):
                     raise ValueError(f"item {i} ({item!r}) is not a seed; {hint}")
                 if item in kinds:
                     raise ValueError(f"item {i} repeats {item!r}; list it once and set "

@@ -23,7 +23,7 @@ import importlib
 import importlib.metadata
 import inspect
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ranksearch.strategies.base import Observation, Proposal, Strategy, StrategyError
@@ -67,6 +67,7 @@ _REGISTRY: dict[str, str | type[Strategy] | importlib.metadata.EntryPoint] = {
     "rl": "ranksearch.strategies.rl:PolicyGradient",
     "bayes": "ranksearch.strategies.bayes:BayesSearch",
     "optuna-nsga2": "ranksearch.strategies.bayes:OptunaNSGA2",
+    "learned": "ranksearch.strategies.learned:LearnedRanks",
 }
 _BUILTIN = frozenset(_REGISTRY)
 _plugins_scanned = False
@@ -221,13 +222,15 @@ def from_space(space: SearchSpace, *, seed: int | None = None, dense_net: nn.Mod
 
 
 def seed_strategy(strategy: Strategy, space: SearchSpace | None = None,
-                  dense_net: nn.Module | None = None) -> list[tuple[int, ...]]:
+                  dense_net: nn.Module | None = None, *,
+                  on_cost: Callable[[int], object] | None = None) -> list[tuple[int, ...]]:
     """Add the seeds `space.config.strategy.seeds` lists to a strategy not asked yet ('effective'
     ones only when `dense_net` is given); returns the seeds it accepted. Seeds already added
-    are skipped, so calling it again with the dense network adds just the 'effective' ones."""
+    are skipped, so calling it again with the dense network adds just the 'effective' ones.
+    'learned' seeds train once (`on_cost(samples)` is told what that consumed)."""
     from ranksearch.strategies.seeding import seed_strategy as _seed
 
-    return _seed(strategy, space, dense_net)
+    return _seed(strategy, space, dense_net, on_cost=on_cost)
 
 
 def from_state(space: SearchSpace, state: dict[str, Any]) -> Strategy:

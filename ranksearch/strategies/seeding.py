@@ -5,7 +5,10 @@ proposes them first (`Strategy.add_seeds`), so even a short search starts from s
 
 - `equal_rank_seeds`: equal ranks everywhere (TRN's choice), spread over the feasible range;
 - `effective_rank_seeds`: per-element ranks shaped like the trained dense model's spectra,
-  scaled so the configurations spread over the feasible range.
+  scaled so the configurations spread over the feasible range;
+- `learned` (`ranksearch.learned.seeds.learned_rank_seeds`): rank vectors read off the gates of
+  one short learned-rank training run, at budgets spread over the feasible range (the only
+  seeds that cost training: a quarter of the recipe's epochs, once, where the seeds are made).
 
 Both are deterministic, and give configurations whose log parameter counts are evenly spaced
 from the smallest to the largest feasible one (largest first).
@@ -52,7 +55,7 @@ if TYPE_CHECKING:
     from ranksearch.space import SearchSpace, TensorizedLayer
     from ranksearch.strategies.base import Strategy
 
-SEED_KINDS = ("equal", "effective")
+SEED_KINDS = ("equal", "effective", "learned")
 
 __all__ = [
     "check_seeds",
@@ -179,8 +182,10 @@ def effective_rank(matrix: Any) -> float:
 
 # -- the space's seeds ------------------------------------------------------------------------------
 def needs_dense(space: SearchSpace) -> bool:
-    """True when the space asks for seeds read from the trained dense network."""
-    return "effective" in space.config.strategy.seeds
+    """True when the space asks for seeds read from the trained dense network ('effective', or
+    'learned' when the recipe's cores start from the dense weights)."""
+    seeds = space.config.strategy.seeds
+    return "effective" in seeds or ("learned" in seeds and space.config.training.init == "dense")
 
 
 def check_seeds(space: SearchSpace) -> None:
@@ -203,7 +208,7 @@ def check_seeds(space: SearchSpace) -> None:
 
 def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
                 kinds: Iterable[str] = ("explicit", *SEED_KINDS),
-                ) -> list[tuple[RankConfig, str]]:
+                on_cost: Callable[[int], object] | None = None) -> list[tuple[RankConfig, str]]:
     """The space's seeds in the order `strategy.seeds` lists them, each with its kind
     ('explicit', 'equal' or 'effective'); only the kinds in `kinds` are made."""
     check_seeds(space)
@@ -216,6 +221,15 @@ def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
                 out.append((space.check_ranks(item), "explicit"))
         elif item == "equal" and item in wanted:
             out += [(c, "equal") for c in equal_rank_seeds(space, spec.seed_count)]
+        elif item == "learned" and item in wanted:
+            from ranksearch.learned.seeds import learned_rank_seeds
+
+            if dense_net is None and space.config.training.init == "dense":
+                raise SpaceError("'learned' seeds with training.init 'dense' need the trained dense network",
+                                 file=space.source, field="strategy.seeds", value="learned",
+                                 hint="pass dense_net (the driver does after the dense warm start)")
+            out += [(c, "learned") for c in learned_rank_seeds(space, spec.seed_count, dense_net=dense_net,
+                                                               on_cost=on_cost)]
         elif item == "effective" and item in wanted:
             if dense_net is None:
                 raise SpaceError("'effective' seeds need the trained dense network",
@@ -226,16 +240,22 @@ def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
 
 
 def seed_strategy(strategy: Strategy, space: SearchSpace | None = None,
-                  dense_net: nn.Module | None = None) -> list[RankConfig]:
+                  dense_net: nn.Module | None = None, *,
+                  on_cost: Callable[[int], object] | None = None) -> list[RankConfig]:
     """Give `strategy` (not asked yet) the seeds its space lists; returns those it accepted.
 
+    'learned' entries train once, here (see `ranksearch.learned.seeds`; `on_cost(samples)` is
+    told what that training consumed).
     Without `dense_net`, 'effective' entries are left out (add them later, before the first
     ask, by calling this again with the network: seeds already added are skipped).
     """
     space = strategy.space if space is None else space
-    kinds = ("explicit", *SEED_KINDS) if dense_net is not None else ("explicit", "equal")
+    if dense_net is not None:
+        kinds: tuple[str, ...] = ("explicit", *SEED_KINDS)
+    else:
+        kinds = ("explicit", "equal") + (() if needs_dense(space) else ("learned",))
     accepted: list[RankConfig] = []
-    for ranks, kind in space_seeds(space, dense_net, kinds=kinds):
+    for ranks, kind in space_seeds(space, dense_net, kinds=kinds, on_cost=on_cost):
         accepted += strategy.add_seeds([ranks], kind=kind)
     return accepted
 

@@ -340,6 +340,7 @@ class SearchTracker:
                 step = max(self._last_step.get(trial_id, 0), int(result.fidelity or 0))
                 self._delivery.enqueue_batch(
                     ref, metrics=S.metric_rows(self.objectives.metrics(result), ts, step),
+                    params=self._rank_params(trial_id, result.ranks),  # when not known at the start
                     tags=S.finish_tags(result))
                 self._delivery.enqueue(Terminate(ref, S.RUN_STATUS_OF.get(result.status, "FINISHED")))
             self._dirty.update((trial_id, *update.entered, *update.left))
@@ -391,7 +392,7 @@ class SearchTracker:
         """The configuration's params (ranks, and `hp.*` for the hyperparameter values) the
         first time a trial's configuration is known (params cannot change once logged); a
         hyperparameter-only space (a user function without rank elements) has values but no ranks."""
-        if trial_id in self._has_ranks or not (ranks or hparams):
+        if trial_id in self._has_ranks or not (ranks or (hparams and not self.elements)):
             return {}
         self._has_ranks.add(trial_id)
         return {**S.rank_params(self.elements, ranks), **S.hparam_params(hparams or {})}

@@ -203,7 +203,8 @@ class _Session:
         events.append({"e": "attempt", "id": trial_id, "tune_id": tune_id,
                        "dir": trial_dirname(trial_id, tune_id)})
         self.record(*events)
-        self.tracker.trial_started(trial_id, ranks, info, hparams=hparams)
+        # a learned-rank trial's ranks are known when it ends (its proposal is a placeholder)
+        self.tracker.trial_started(trial_id, () if "learn" in info else ranks, info, hparams=hparams)
         self.counters.running = self.searcher.live if self.searcher else self.counters.running + 1
         self.display.refresh()
         self._charge(trial_id, t0)
@@ -587,7 +588,7 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
     try:
         with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(settings.workers)}):
             dense_path = _warm_start(space, settings, storage, session)
-            _seed(space, strategy, storage, dense_path, display)
+            _seed(space, strategy, storage, dense_path, display, session)
             if state.strategy_header is None:  # made (and seeded) now, before its first ask
                 state.strategy_header = {k: v for k, v in strategy.state_dict().items() if k != "events"}
             session.follow(strategy)
@@ -721,9 +722,10 @@ def _warm_start(space: SearchSpace, settings: SearchSettings, storage: Storage,
 
 
 def _seed(space: SearchSpace, strategy: Any, storage: Storage, dense_path: str | None,
-          display: SearchDisplay) -> None:
+          display: SearchDisplay, session: _Session | None = None) -> None:
     """Give a strategy that has not asked yet the space's `strategy.seeds`; 'effective' ones
-    read the dense warm start's network. (A resumed strategy replays its seeds from its state.)"""
+    read the dense warm start's network, 'learned' ones train once and are charged to the
+    search's cost like the warm start. (A resumed strategy replays its seeds from its state.)"""
     if not space.config.strategy.seeds or strategy.started:
         return
     from ranksearch.strategies import seed_strategy
@@ -734,7 +736,13 @@ def _seed(space: SearchSpace, strategy: Any, storage: Storage, dense_path: str |
         from ranksearch.tune.warmstart import dense_net
 
         net = dense_net(space, dense_path, storage)
-    seed_strategy(strategy, space, net)
+    def charge(samples: int) -> None:
+        if session is not None and samples > 0:
+            session.record({"e": "overhead", "samples": int(samples)})
+            session.tracker.add_overhead_samples(int(samples))
+            display.event(f"learned seeds: one gated run on {samples:,} samples")
+
+    seed_strategy(strategy, space, net, on_cost=charge)
     display.event(f"{len(strategy.seeds)} seed configurations go first")
 
 

@@ -192,7 +192,10 @@ class StrategySearcher(Searcher):
         self.stats["suggested"] += 1
         if self.listener is not None:
             self.listener.on_proposed(trial_id, tune_id, ranks, dict(info), resume_from, hparams=dict(hparams))
-        return {"trial_id": trial_id, "ranks": list(ranks), "hparams": dict(hparams), "resume_from": resume_from}
+        config = {"trial_id": trial_id, "ranks": list(ranks), "hparams": dict(hparams), "resume_from": resume_from}
+        if "learn" in info:  # a learned-rank trial: its knob (ranksearch.learned.trial)
+            config["learn"] = info["learn"]
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Per-epoch results go to the driver's callback (tracking); strategies see outcomes.
@@ -214,7 +217,11 @@ class StrategySearcher(Searcher):
         if error:
             self._awaiting_reason[tune_id] = time.monotonic()
             return
-        self._tell(tune_id, rs_id, result_from_report(self.space, self._ranks[rs_id], result,
+        from ranksearch.learned.trial import reported_ranks
+
+        # a learned-rank trial reports the ranks it learned: they are the result's
+        ranks = reported_ranks(self.space, result) or self._ranks[rs_id]
+        self._tell(tune_id, rs_id, result_from_report(self.space, ranks, result,
                                                       info=self._info.get(rs_id),
                                                       samples_seen=self._samples.get(tune_id, 0),
                                                       hparams=self._hparams.get(rs_id)))
@@ -384,6 +391,8 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
     `metrics["samples_seen"]` is what the trial consumed: the report's count, or
     `samples_seen` (the most the adapter saw reported) when the report has none.
     """
+    from ranksearch.learned.trial import extra_metrics
+
     report = dict(report or {})
     if report.get(FINAL_KEY) and space.user_function is not None:
         from ranksearch.tune.userfn_trial import result_from_user_report
@@ -403,6 +412,7 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
         if math.isfinite(latency):
             metrics["latency"] = latency
         metrics["train_seconds"] = _num(report.get("train_seconds"))
+        metrics.update(extra_metrics(report))  # what a trial reports beyond the usual (rs_extra_*)
         fidelity = float(report.get("epochs_done") or 0)
         error = str(report.get("rs_error") or "") or None
         if status == "ok" and not math.isfinite(acc):

@@ -86,6 +86,12 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
 
         return train_user_trial(config, base)
     space = trial_space(base, config.get("hparams"), key=space_json)
+    if config.get("learn"):  # the `learned` strategy's trial: ranks learned in training
+        from ranksearch.learned.trial import train_learned_trial
+
+        train_learned_trial(config, space=space, storage=storage, cpus_per_trial=cpus_per_trial,
+                            dense_path=dense_path)
+        return
     ranks = tuple(int(r) for r in config["ranks"])
     workdir = Path(tempfile.mkdtemp(prefix=f"ranksearch-{config.get('trial_id', 'trial')}-"))
     state_dir = workdir / "state"

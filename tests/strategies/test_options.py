@@ -23,7 +23,7 @@ def test_catalog_lists_every_strategy_with_documented_options():
     cat = strategies.catalog()
     assert [c["name"] for c in cat] == strategies.available()
     by_name = {c["name"]: c for c in cat}
-    builtin = {"random", "uniform", "nsga2", "pstrn", "beam", "rl", "bayes", "optuna-nsga2"}
+    builtin = {"random", "uniform", "nsga2", "pstrn", "beam", "rl", "bayes", "optuna-nsga2", "learned"}
     assert builtin <= set(by_name)
     for entry in cat:
         for opt in entry["options"]:
@@ -157,7 +157,7 @@ def test_reserved_option_names_are_refused(small_space):
 
 
 @pytest.mark.parametrize("name", ["random", "uniform", "nsga2", "pstrn", "beam", "rl", "bayes",
-                                  "optuna-nsga2"])
+                                  "optuna-nsga2", "learned"])
 def test_options_round_trip_through_plain_data(name):
     cls = strategies.strategy_class(name).Options
     defaults = cls.parse(name, {})

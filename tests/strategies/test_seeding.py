@@ -359,7 +359,7 @@ def test_effective_seeds_come_from_the_dense_network(lenet_net):
 
 
 @pytest.mark.parametrize("seeds,needles", [
-    (["foo"], ["strategy.seeds", "'foo'", "write 'equal', 'effective' or a list of integers"]),
+    (["foo"], ["strategy.seeds", "'foo'", "write 'equal', 'effective', 'learned' or a list of integers"]),
     ("equal", ["strategy.seeds", "must be a list"]),
     ([[2, 2.5]], ["strategy.seeds", "not a rank vector"]),
     ([[2, True]], ["strategy.seeds", "not a rank vector"]),

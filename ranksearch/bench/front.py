@@ -1,0 +1,291 @@
+"""The whole Fashion-MNIST TR-LeNet-5 front with learned ranks, beside Cao 2024 and PSTRN.
+
+    ranksearch bench front [SPACE.yaml] --workdir bench-front --targets 9,12,26,52,71
+
+Cao et al. (IJCAI 2024) learn TR-LeNet-5's ranks in one training run and publish a front on
+Fashion-MNIST (12x to 71x). This benchmark traces ours at the same target compressions, with
+the same accounting as `bench pstrn` (whose dense stage, search plumbing, final trainings and
+resume it reuses), all within 600 full-epoch equivalents:
+
+1. dense: the dense LeNet-5, production recipe, 20 epochs (the warm start of everything).
+2. learned: one real search (Ray Tune, MLflow) with the `learned` strategy, one trial per
+   target compression, side by side: each trial starts from the dense weights decomposed at the
+   upper ranks, trains with gates on every rank slice on a fixed `--subset` of the training
+   images for `--gated-epochs` passes under the target's parameter budget, is pruned to the
+   learned ranks (exact count <= dense / target) and fine-tuned for `--finetune-epochs`.
+3. final: every learned rank vector, and the equal-rank TRN of the largest equal rank within
+   each target, is trained with the production recipe (20 epochs, dense warm start); the test
+   split is read once per trained configuration.
+
+Printed per target: ours (learned ranks, final training), the equal-rank TRN, Cao 2024's
+published point (its own compression count; read off its plot, +-0.2 pp), with samples,
+full-epoch equivalents and wall time; then dense and PSTRN-M/S. A point's cost is its learned
+trial plus its final training; the total adds the dense run and the equal-rank trainings.
+Everything is saved to `WORKDIR/bench.json` as it finishes: started again with the same
+arguments, the run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ranksearch.anchors import CAO_FASHION_DENSE_ACCURACY, CAO_FASHION_FRONT, PSTRN_POINTS
+from ranksearch.bench.pstrn import PSTRN_SAMPLES, BenchError, PstrnBench
+from ranksearch.errors import RanksearchError
+
+if TYPE_CHECKING:
+    from ranksearch.space import SearchSpace
+
+DEFAULT_SPACE = "search_spaces/pstrn_lenet5_fashion.yaml"
+DEFAULT_TARGETS = (9.0, 12.0, 26.0, 52.0, 71.0)
+#: The whole run's allowance, in full-epoch equivalents (1/100 of PSTRN's search).
+BUDGET_EPOCHS = 600
+STRATEGY = "learned"
+
+
+class FrontBench(PstrnBench):
+    """The front benchmark's stages over one work folder (see the module docstring)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.budget_samples = BUDGET_EPOCHS * self.n_full
+
+    # stage 2 ----------------------------------------------------------------------------------
+    def search_space(self, strategy: str) -> SearchSpace:
+        from ranksearch.space import SearchSpace
+
+        a = self.args
+        d = self.space.to_dict()
+        final = d.get("final_training") or d["training"]
+        d["dense_training"] = dict(final, init="scratch")
+        d["training"] = {
+            "epochs": a.gated_epochs, "batch_size": 128, "init": "dense", "subset": a.subset,
+            "optimizer": {"name": "adam", "lr": 0.002}, "schedule": {"name": "cosine"}, "device": "cpu",
+        }
+        d.pop("scheduler", None)  # FIFO: mid-run accuracy is the gated net's, no ground to stop on
+        d.pop("constraints", None)
+        d["objectives"] = [{"name": "val_accuracy", "direction": "max"},
+                           {"name": "compression_ratio", "direction": "max"}]
+        d["strategy"] = {"name": STRATEGY, "budget": len(a.targets), "options": {
+            "gate": a.gate, "targets": list(a.targets), "epochs": a.gated_epochs,
+            "finetune_epochs": a.finetune_epochs}}
+        d["resources"] = {"cpus_per_trial": 1, "max_concurrent": a.workers}
+        return SearchSpace.from_dict(d, source=f"{self.space_path} (bench front)")
+
+    def search(self, strategy: str) -> dict[str, Any]:
+        """The search as `bench pstrn` runs it, plus each learned trial's target and cost (read
+        from the search's own record)."""
+        row = super().search(strategy)
+        if "learned" not in row:
+            from ranksearch.tune.state import SearchState
+            from ranksearch.tune.storage import Storage
+
+            state = SearchState.load(Storage.parse(str(self.work / "searches")), row["name"])
+            learned = []
+            for rec in state.trials.values():
+                result = rec.trial_result()
+                if result is None:
+                    continue
+                m = result.metrics
+                learned.append({"target": m.get("learn_target_compression"), "ranks": list(result.ranks),
+                                "status": result.status, "val_accuracy": m.get("val_accuracy"),
+                                "params": m.get("params"), "samples": int(m.get("samples_seen") or 0),
+                                "seconds": rec.result.get("info", {}).get("trial_seconds")
+                                if isinstance(rec.result, dict) else None})
+            row["learned"] = learned
+            self.save()
+        return row
+
+    def learned_at(self, target: float) -> dict[str, Any] | None:
+        rows = [r for r in self.state["searches"][STRATEGY]["learned"]
+                if r["status"] == "ok" and r["target"] is not None and math.isclose(r["target"], target)]
+        return rows[0] if rows else None
+
+    def equal_within(self, target: float) -> list[int] | None:
+        """The largest equal rank whose count is within dense / target."""
+        from ranksearch.space import count_params
+
+        cap = self.space.dense_params / target
+        best = None
+        for r in range(self.space.config.ranks.min, self.space.config.ranks.max + 1):
+            ranks = self.space.equal_ranks(r)
+            if count_params(self.space, ranks) <= cap:
+                best = list(ranks)
+        return best
+
+    # all --------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        t0 = time.time()
+        self.dense()
+        self.search(STRATEGY)
+        jobs, equal_keys = [], {}
+        for c in self.args.targets:
+            point = self.learned_at(c)
+            if point is not None:
+                jobs.append(self.final_job(_key("learned", c), point["ranks"]))
+            eq = self.equal_within(c)
+            if eq is not None and tuple(eq) not in equal_keys:
+                equal_keys[tuple(eq)] = _key("equal", c)
+                jobs.append(self.final_job(_key("equal", c), eq))
+        self.finals(jobs)
+        self.state["wall_seconds"] = self.state.get("wall_seconds", 0.0) + time.time() - t0
+        self.save()
+        return self.report()
+
+    def report(self) -> dict[str, Any]:
+        from ranksearch.space import count_params
+
+        dense = self.state["dense"]
+        finals = self.state.get("finals", {})
+        dp, n = self.space.dense_params, self.n_full
+        search = self.state["searches"][STRATEGY]
+
+        def acc(x: float | None) -> float | None:
+            return None if x is None else round(100 * x, 2)
+
+        points = []
+        for c in self.args.targets:
+            point, final = self.learned_at(c), finals.get(_key("learned", c))
+            eq = self.equal_within(c)
+            eq_final = next((finals[k] for k in finals if k.startswith("equal:")
+                             and eq is not None and finals[k]["ranks"] == eq), None)
+            cao = min(CAO_FASHION_FRONT, key=lambda p: abs(math.log(p.compression / c)))
+            row: dict[str, Any] = {"target": c, "cao": None, "ours": None, "equal": None}
+            if abs(math.log(cao.compression / c)) < 0.1:
+                row["cao"] = {"compression": cao.compression, "test_accuracy": cao.accuracy}
+            if point is not None and final is not None:
+                samples = point["samples"] + final["samples"]
+                row["ours"] = {"ranks": final["ranks"], "params": final["params"],
+                               "compression": round(dp / final["params"], 2),
+                               "learned_val_accuracy": point["val_accuracy"],
+                               "val_accuracy": final["val_accuracy"], "test_accuracy": acc(final["test_accuracy"]),
+                               "samples": samples, "epoch_equivalents": round(samples / n, 1),
+                               "seconds": round((point["seconds"] or 0) + final["seconds"])}
+            if eq_final is not None:
+                row["equal"] = {"rank": eq[0], "params": eq_final["params"],
+                                "compression": round(dp / eq_final["params"], 2),
+                                "val_accuracy": eq_final["val_accuracy"],
+                                "test_accuracy": acc(eq_final["test_accuracy"]), "samples": eq_final["samples"],
+                                "epoch_equivalents": round(eq_final["samples"] / n, 1),
+                                "seconds": eq_final["seconds"]}
+            points.append(row)
+        total = dense["samples"] + search["samples"] + sum(r["samples"] for r in finals.values())
+        anchors = []
+        for p in PSTRN_POINTS:
+            if p.dataset == "fashion_mnist" and p.model == "lenet5":
+                try:
+                    comp = round(dp / count_params(self.space, p.ranks), 2)
+                except RanksearchError:  # another space: the published count
+                    comp = p.compression
+                anchors.append({"row": f"{p.variant} (published)", "compression": comp,
+                                "test_accuracy": round(100 - p.error, 2), "samples": PSTRN_SAMPLES})
+        out = {"space": self.space_path, "targets": list(self.args.targets), "n_train_full": n,
+               "points": points,
+               "dense": {"params": dense["params"], "val_accuracy": dense["val_accuracy"],
+                         "test_accuracy": acc(dense["test_accuracy"]), "samples": dense["samples"],
+                         "seconds": dense["seconds"], "cao_dense_test_accuracy": CAO_FASHION_DENSE_ACCURACY},
+               "pstrn": anchors, "search_samples": search["samples"],
+               "total_samples": total, "total_epoch_equivalents": round(total / n, 1),
+               "budget_epoch_equivalents": BUDGET_EPOCHS, "within_budget": total <= self.budget_samples,
+               "wall_seconds": round(self.state.get("wall_seconds", 0.0))}
+        (self.work / "report.json").write_text(json.dumps(out, indent=1))
+        (self.work / "report.md").write_text(markdown_table(out))
+        return out
+
+
+def _key(kind: str, target: float) -> str:
+    return f"{kind}:{target:g}x"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """One line per (target, row): ours, the equal-rank TRN, Cao 2024; then dense and PSTRN."""
+    head = ("| target | configuration | params | compression | test acc % | val acc | training samples | "
+            "full-epoch equiv. | wall |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+
+    def fmt(x: Any, spec: str) -> str:
+        return "" if x is None else format(x, spec)
+
+    for p in report["points"]:
+        t = f"{p['target']:g}x"
+        for label, r in (("ranksearch learned", p["ours"]),
+                         (f"equal-rank TRN (r={p['equal']['rank']})" if p["equal"] else "equal-rank TRN", p["equal"])):
+            if r is None:
+                continue
+            wall = "" if r.get("seconds") is None else f"{r['seconds'] / 60:.0f} min"
+            lines.append(f"| {t} | {label} | {r['params']:,} | {r['compression']:.2f}x | "
+                         f"{fmt(r['test_accuracy'], '.2f')} | {fmt(r['val_accuracy'], '.4f')} | "
+                         f"{r['samples']:,} | {r['epoch_equivalents']:,.1f} | {wall} |")
+        if p["cao"]:
+            lines.append(f"| {t} | Cao 2024 (published, plot +-0.2) | | {p['cao']['compression']:g}x | "
+                         f"{p['cao']['test_accuracy']:.1f} | | | ~1 training | |")
+    d = report["dense"]
+    lines.append(f"| 1x | dense | {d['params']:,} | 1.00x | {fmt(d['test_accuracy'], '.2f')} | "
+                 f"{fmt(d['val_accuracy'], '.4f')} | {d['samples']:,} | "
+                 f"{d['samples'] / report['n_train_full']:,.1f} | {d['seconds'] / 60:.0f} min |")
+    for a in report["pstrn"]:
+        lines.append(f"| | {a['row']} | | {a['compression']:.2f}x | {a['test_accuracy']:.2f} | | "
+                     f"{a['samples']:,} | 60,000 | |")
+    foot = (f"\nTotal: {report['total_samples']:,} samples = {report['total_epoch_equivalents']:,.1f} full-epoch "
+            f"equivalents of {report['budget_epoch_equivalents']} allowed "
+            f"({'within' if report['within_budget'] else 'OVER'} budget); wall {report['wall_seconds'] / 60:.0f} min.\n")
+    return head + "\n".join(lines) + "\n" + foot
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ranksearch bench front", description=__doc__.split("\n\n")[0])
+    p.add_argument("space", nargs="?", default=DEFAULT_SPACE)
+    p.add_argument("--workdir", default="bench-front", help="state, weights, search, report (default: %(default)s)")
+    p.add_argument("--targets", default=",".join(f"{t:g}" for t in DEFAULT_TARGETS),
+                   help="target compressions, comma-separated (default: %(default)s)")
+    p.add_argument("--gate", default="hard_concrete", choices=("hard_concrete", "ard"),
+                   help="the rank gate (default: %(default)s)")
+    p.add_argument("--subset", type=int, default=10_000, help="training images per learned trial (default: %(default)s)")
+    p.add_argument("--gated-epochs", type=int, default=10, help="gated passes over the subset (default: %(default)s)")
+    p.add_argument("--finetune-epochs", type=int, default=2,
+                   help="passes at the learned ranks before the final training (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="trials / final trainings at once (default: %(default)s)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: WORKDIR/mlruns)")
+    p.add_argument("--name-prefix", default="bench-front", help="search name (default: %(default)s)")
+    a = p.parse_args(argv)
+    try:
+        a.targets = [float(t) for t in a.targets.split(",") if t.strip()]
+    except ValueError:
+        raise BenchError(f"--targets {a.targets!r}: give compressions as numbers, e.g. 9,12,26") from None
+    if not a.targets or any(not (t > 1 and math.isfinite(t)) for t in a.targets) or len(set(a.targets)) != len(a.targets):
+        raise BenchError(f"--targets {','.join(f'{t:g}' for t in a.targets) or '(none)'}: give distinct "
+                         "target compressions above 1")
+    for flag in ("subset", "gated_epochs", "workers"):
+        if getattr(a, flag) < 1:
+            raise BenchError(f"--{flag.replace('_', '-')} must be at least 1 (got {getattr(a, flag)})")
+    if a.finetune_epochs < 0:
+        raise BenchError(f"--finetune-epochs must be at least 0 (got {a.finetune_epochs})")
+    if not Path(a.space).is_file():
+        raise BenchError(f"space file {a.space!r} not found")
+    # what `PstrnBench` reads that this benchmark fixes
+    a.strategies, a.budget, a.trial_epochs, a.final_top = [STRATEGY], len(a.targets), a.gated_epochs, 1
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except RanksearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bench = FrontBench(args)
+    report = bench.run()
+    print()
+    print(markdown_table(report))
+    print(f"report: {bench.work / 'report.md'} and report.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

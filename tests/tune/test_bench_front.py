@@ -1,0 +1,64 @@
+"""`ranksearch bench front` end to end on the small digits space (the real front runs for about
+an hour on Fashion-MNIST; stages, accounting and resume are the same code)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tune_helpers import QUICKSTART
+
+from ranksearch.bench import front
+from ranksearch.space import count_params, load_space
+
+pytestmark = [pytest.mark.ray, pytest.mark.mlflow]
+
+
+def test_front_learns_trains_and_reports_every_target_and_resumes(ray_runtime, tmp_path, capsys):
+    work = tmp_path / "bench"
+    argv = [str(QUICKSTART), "--workdir", str(work), "--targets", "6,26", "--subset", "400",
+            "--gated-epochs", "2", "--finetune-epochs", "1"]
+    assert front.main(argv) == 0
+    report = json.loads((work / "report.json").read_text())
+    state = json.loads((work / "bench.json").read_text())
+    space = load_space(QUICKSTART)
+    learned = state["searches"]["learned"]["learned"]
+    assert sorted(r["target"] for r in learned) == [6.0, 26.0]
+    by_target = {p["target"]: p for p in report["points"]}
+    for c in (6.0, 26.0):
+        ours = by_target[c]["ours"]
+        # the learned ranks, trained in full, at an exact count within the target
+        assert count_params(space, ours["ranks"]) == ours["params"] <= space.dense_params / c
+        trial = next(r for r in learned if r["target"] == c)
+        assert trial["ranks"] == ours["ranks"] and trial["samples"] > 0
+        final = state["finals"][f"learned:{c:g}x"]
+        assert ours["samples"] == trial["samples"] + final["samples"]
+        assert 0 < ours["test_accuracy"] <= 100
+        eq = by_target[c]["equal"]
+        assert eq is not None and count_params(space, [eq["rank"]] * space.n_ranks) <= space.dense_params / c
+    assert by_target[26.0]["cao"] == {"compression": 26, "test_accuracy": 90.9}
+    assert by_target[6.0]["cao"] is None  # Cao has no point near 6x
+    assert by_target[26.0]["ours"]["params"] < by_target[6.0]["ours"]["params"]
+    total = (state["dense"]["samples"] + state["searches"]["learned"]["samples"]
+             + sum(r["samples"] for r in state["finals"].values()))
+    assert report["total_samples"] == total and report["within_budget"]
+    out = capsys.readouterr().out
+    assert "| 26x | ranksearch learned |" in out and "Cao 2024" in out and "PSTRN-M (published)" in out
+    # Started again: everything is read back, nothing trains again.
+    assert front.main(argv) == 0
+    after = json.loads((work / "bench.json").read_text())
+    assert after["finals"] == state["finals"] and after["searches"] == state["searches"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--targets", "0.5"], "above 1"),
+    (["--targets", "9,9"], "distinct"),
+    (["--targets", "x"], "numbers"),
+    (["--gated-epochs", "0"], "--gated-epochs"),
+    (["missing.yaml"], "not found"),
+])
+def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys, args, message):
+    work = tmp_path / "w"
+    assert front.main(args + ["--workdir", str(work)]) == 2
+    assert message in capsys.readouterr().err
+    assert not work.exists()
