@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-SPACE ?= search_spaces/quickstart_digits.yaml
+SPACE ?= search_spaces/digits_ranks_and_recipe.yaml
 
 # The main job: a real search on the local default (in-process Ray, MLflow in ./mlruns, bundled
 # data); it prints the Pareto front and where to browse it.

@@ -67,6 +67,9 @@ class LearnedRanks(Strategy):
     """
 
     name = "learned"
+    #: Each knob trains under the recipe's default hyperparameters: the knob is the search here
+    #: (a `hyperparameters:` block is accepted and left at its defaults).
+    varies_hparams = False
     #: Jittered tries for a placeholder near the knob's size.
     TRIES = 12
     Options = LearnedOptions
@@ -186,9 +189,10 @@ class LearnedRanks(Strategy):
         placeholder = self._placeholders.get(index)
         if obs.usable:
             self.learned.append((index, obs.ranks, obs.accuracy))
-        if placeholder is not None and placeholder != obs.ranks and self._outstanding.get(placeholder, 0) > 0:
+        key = None if placeholder is None else self.key(placeholder, dict(result.hparams) or None)
+        if key is not None and placeholder != obs.ranks and self._outstanding.get(key, 0) > 0:
             # the base class counted the result against its learned ranks; the placeholder it
             # stood for is settled too (the base keeps one count per outstanding proposal)
-            self._outstanding[placeholder] -= 1
-            if not self._outstanding[placeholder]:
-                del self._outstanding[placeholder]
+            self._outstanding[key] -= 1
+            if not self._outstanding[key]:
+                del self._outstanding[key]
