@@ -147,12 +147,17 @@ class LearnedRanks(Strategy):
                     b = mid
             for level in (a, b):
                 cand = sampling.repair(self, sampling.at_level(self, level, z))
+                if cand is not None:  # ranks only: the trial trains under the default values
+                    cand = self.split(cand)[0]
                 if cand is None or cand in taken or not self.is_new(cand):
                     continue
                 gap = abs(math.log(self.params(cand)) - target)
                 if gap < best_gap:
                     best, best_gap = cand, gap
-        return best if best is not None else sampling.find_unseen(self, self.rng, exclude=taken)
+        if best is not None:
+            return best
+        found = sampling.find_unseen(self, self.rng, exclude=taken)
+        return None if found is None else self.split(found)[0]
 
     def _propose(self, limit: int) -> Iterable[Proposal]:
         out: list[Proposal] = []
