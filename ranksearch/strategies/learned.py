@@ -156,8 +156,18 @@ class LearnedRanks(Strategy):
                     best, best_gap = cand, gap
         if best is not None:
             return best
-        found = sampling.find_unseen(self, self.rng, exclude=taken)
-        return None if found is None else self.split(found)[0]
+        # any unseen rank vector: an unseen decision vector may differ from seen ones only in
+        # its level codes, so skip those (bounded: every skipped vector joins the exclusions)
+        exclude = set(taken)
+        for _ in range(256):
+            found = sampling.find_unseen(self, self.rng, exclude=exclude)
+            if found is None:
+                return None
+            ranks = self.split(found)[0]
+            if ranks not in taken and self.is_new(ranks):
+                return ranks
+            exclude.add(tuple(found))
+        return None
 
     def _propose(self, limit: int) -> Iterable[Proposal]:
         out: list[Proposal] = []
