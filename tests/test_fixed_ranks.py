@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ranksearch import load_space, strategies
 from ranksearch.checks import check_space
