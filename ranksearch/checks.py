@@ -30,17 +30,23 @@ def check_space(
     seed: int | None = None,
     options: Mapping[str, Any] | None = None,
     check_data: bool = True,
+    fix_ranks: Any = None,
 ) -> SearchSpace:
     """Load (when given a path) and check a search space; returns the effective space.
 
-    Overrides (`strategy`, `budget`, `seed`, `options`) are folded into the space, so what a
-    search records is what ran. `check_data=False` skips the local data folder (a cluster job
+    Overrides (`strategy`, `budget`, `seed`, `options`, and `fix_ranks`: a recipe search at
+    those ranks, `ranksearch.fixranks`) are folded into the space, so what a search records is
+    what ran. `check_data=False` skips the local data folder (a cluster job
     reads its data on the cluster's nodes); a path given to a bundled dataset is refused either way.
     """
     from ranksearch.space import SearchSpace, load_space
 
     base = space if isinstance(space, SearchSpace) else load_space(space)
     effective = _with_overrides(base, strategy=strategy, budget=budget, seed=seed, options=options)
+    if fix_ranks is not None:
+        from ranksearch.fixranks import fixed_rank_space
+
+        effective = fixed_rank_space(effective, fix_ranks)
     _check_function(effective)
     _check_constraints(effective)  # before the strategy, which would refuse them less clearly
     _check_training(effective)
@@ -100,6 +106,13 @@ def _check_strategy(space: SearchSpace, *, from_argument: bool, options_from_arg
             raise SettingError("strategy", "is not a registered strategy", value=spec.name, hint=hint)
         raise SpaceError("unknown strategy", file=space.source, field="strategy.name", value=spec.name,
                          hint=hint)
+    if space.fixed_ranks is not None and not strategies.strategy_class(spec.name).varies_hparams:
+        message = (f"strategy '{spec.name}' keeps the hyperparameters at their defaults, so with fixed ranks "
+                   "it has one configuration to train")
+        hint = "use a strategy that searches them: random, bayes, nsga2, pstrn, beam or rl"
+        if from_argument:
+            raise SettingError("strategy", message, value=spec.name, hint=hint)
+        raise SpaceError(message, file=space.source, field="strategy.name", value=spec.name, hint=hint)
     valid = strategies.options(spec.name)
     unknown = sorted(set(spec.options) - set(valid))
     if unknown:

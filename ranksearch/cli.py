@@ -250,6 +250,9 @@ def run(
     address: Annotated[str | None, typer.Option(help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start Ray in this process).")] = None,
     storage: StorageOpt = None,
     retries: Annotated[int, typer.Option(help="Retries of a failed trial (from its last checkpoint).")] = 1,
+    fix_ranks: Annotated[str | None, typer.Option(
+        "--fix-ranks", help="Search only the hyperparameters at these ranks: as --ranks (8,14,..., one int, "
+        "a fraction, 'same') or a rank-config file from `ranksearch best` (its values train first).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress display.")] = False,
 ) -> None:
     """Run a search: trials on Ray Tune, every trial and the front in MLflow, the front printed at the end."""
@@ -257,9 +260,12 @@ def run(
 
     prepared = service.prepare_search(space_file, strategy=strategy, budget=budget, workers=workers, seed=seed,
                                       name=name, tracking_uri=tracking_uri, address=address, storage=storage,
-                                      retries=retries)
+                                      retries=retries, fix_ranks=fix_ranks)
     s = prepared.settings
     budget_text = f"budget {s.cost_budget} (planned for about {s.budget} trials)" if s.cost_budget else f"budget {s.budget}"
+    fixed = prepared.space.fixed_ranks
+    if fixed is not None:
+        err.print(f"ranks fixed at {','.join(map(str, fixed))}: searching the hyperparameters only", highlight=False)
     err.print(f"search {s.name}: {s.strategy}, {budget_text}, {s.workers} at once; experiment folder "
               f"{prepared.storage.display(s.name)}; MLflow {s.tracking_uri}", highlight=False)
     with sigterm_as_interrupt():

@@ -144,11 +144,14 @@ def prepare_search(
     options: Mapping[str, Any] | None = None,
     check_storage: bool = True,
     check_data: bool = True,
+    fix_ranks: Any = None,
 ) -> PreparedSearch:
     """Validate everything a search needs, with no side effect beyond reading files.
 
     Overrides are folded into an effective space (strategy, budget, options, seed), so what
-    MLflow records and what `best` hands over is exactly what ran. `check_data=False` skips the
+    MLflow records and what `best` hands over is exactly what ran. `fix_ranks` searches the
+    hyperparameters alone at those ranks (`8,14,...`, one int, a fraction, 'same', or a
+    rank-config file whose values are the first trial's; `ranksearch.fixranks`). `check_data=False` skips the
     local data folder (a cluster job reads its data on the cluster).
     """
     from ranksearch.checks import check_space
@@ -157,7 +160,7 @@ def prepare_search(
 
     # The one check path `ranksearch validate` uses: strategy, options, seeds, constraints, data.
     effective = check_space(space, strategy=strategy, budget=budget, seed=seed, options=options,
-                            check_data=check_data)
+                            check_data=check_data, fix_ranks=fix_ranks)
     spec = effective.config.strategy
     strategy, seed, opts = spec.name, effective.seed, dict(spec.options)
     budget, cost_budget = _planned_trials(effective, check_data), None

@@ -167,7 +167,11 @@ class SearchSpace:
         ]
         self.layers: tuple[TensorizedLayer, ...] = tuple(resolved)
         self._layer_index = {lay.name: i for i, lay in enumerate(self.layers)}
-        self.elements: tuple[RankElement, ...] = _build_elements(cfg, layers, resolved)
+        elements = _build_elements(cfg, layers, resolved)
+        if cfg.ranks.fixed is not None:
+            _check_vector(elements, cfg.ranks.fixed, field="ranks.fixed", source=self.source)
+            elements = fix_elements(elements, cfg.ranks.fixed)
+        self.elements: tuple[RankElement, ...] = elements
         self.fixed_params = self.dense_params - sum(lay.dense_params for lay in self.layers)
         self.fixed_flops = self.dense_flops - sum(lay.dense_flops for lay in self.layers)
         from ranksearch.space.hyper import build_hyper
@@ -192,6 +196,40 @@ class SearchSpace:
         return self.config.training.function
 
     @property
+    def fixed_ranks(self) -> tuple[int, ...] | None:
+        """The rank vector a recipe-only search trains at (`ranks.fixed`), or None."""
+        return self.config.ranks.fixed
+
+    def with_fixed_ranks(self, ranks: Any, *, defaults: Mapping[str, Any] | None = None) -> SearchSpace:
+        """This space with every rank element pinned to one value: a search of the
+        hyperparameters alone. `ranks` is anything `resolve_ranks` takes; `defaults` (values of
+        the space's hyperparameters, e.g. a rank-config file's) become the parameters' defaults,
+        hence the first trial's values. The fixed rank vector is the strategy's only seed, so the
+        first trial trains the defaults at those ranks. Element names stay; parameter counts,
+        compression and FLOPs are then the same for every trial."""
+        if not self.hyper:
+            raise SpaceError(
+                "has no 'hyperparameters' block: with fixed ranks there is nothing to search",
+                file=self.source, field="hyperparameters",
+                hint="add a hyperparameters block (e.g. training.optimizer.lr: {low: 1.0e-4, high: 1.0e-1, "
+                     "log: true}) to search the recipe at fixed ranks")
+        if not self.elements:
+            raise SpaceError("has no tensorized layers, so it has no ranks to fix", file=self.source,
+                             field="model.layers")
+        vector = self.resolve_ranks(ranks)
+        data = self.to_dict()
+        data["ranks"] = {**data.get("ranks", {}), "fixed": list(vector)}
+        data["strategy"] = {**data.get("strategy", {}), "seeds": [list(vector)]}
+        if defaults:
+            values = self.hyper.check(defaults)
+            hyper = data.get("hyperparameters", {})
+            data["hyperparameters"] = {
+                name: ({**spec, "default": values[name]} if name in values else spec)
+                for name, spec in hyper.items()
+            }
+        return SearchSpace.from_dict(data, source=self.source)
+
+    @property
     def has_closed_form(self) -> bool:
         """Parameter and FLOP counts follow from the ranks (a model is built from the space)."""
         return self.config.model is not None
@@ -211,35 +249,8 @@ class SearchSpace:
 
     def check_ranks(self, ranks: Any, *, field: str = "ranks") -> tuple[int, ...]:
         """Validate a rank vector: right length, integers, within each element's bounds."""
-        try:
-            ranks = list(ranks)
-            values = tuple(int(r) for r in ranks)
-            if any(float(a) != float(b) for a, b in zip(values, ranks, strict=True)):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise SpaceError(
-                "ranks must be a list of integers", file=self.source, field=field, value=ranks
-            ) from None
-        if len(values) != self.n_ranks:
-            names = ", ".join(e.name for e in self.elements)
-            raise SpaceError(
-                f"has {len(values)} values but this space has {self.n_ranks} rank elements",
-                file=self.source, field=field, value=list(values),
-                hint=f"give one integer per element, in order: {names}",
-            )
-        for element, value in zip(self.elements, values, strict=True):
-            if value not in element.bounds.values:
-                allowed = (
-                    f"one of {list(element.bounds.choices)}"
-                    if element.bounds.choices is not None
-                    else f"between {element.low} and {element.high}"
-                )
-                raise SpaceError(
-                    f"rank element '{element.name}' is {value}, outside its bounds",
-                    file=self.source, field=field, value=list(values),
-                    hint=f"use a value {allowed}, or widen the bounds in the space's 'ranks' section",
-                )
-        return values
+        return _check_vector(self.elements, ranks, field=field, source=self.source,
+                             fixed=self.fixed_ranks is not None)
 
     def resolve_ranks(self, spec: Any) -> tuple[int, ...]:
         """Normalise rank vocabulary into a validated rank vector.
@@ -316,6 +327,45 @@ class SearchSpace:
 
 
 # -- resolving layers and rank elements ----------------------------------------------------------
+def _check_vector(elements: tuple[RankElement, ...], ranks: Any, *, field: str, source: str | None,
+                  fixed: bool = False) -> tuple[int, ...]:
+    """A rank vector checked against these elements: right length, integers, within bounds."""
+    try:
+        ranks = list(ranks)
+        values = tuple(int(r) for r in ranks)
+        if any(float(a) != float(b) for a, b in zip(values, ranks, strict=True)):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise SpaceError(
+            "ranks must be a list of integers", file=source, field=field, value=ranks
+        ) from None
+    if len(values) != len(elements):
+        names = ", ".join(e.name for e in elements)
+        raise SpaceError(
+            f"has {len(values)} values but this space has {len(elements)} rank elements",
+            file=source, field=field, value=list(values),
+            hint=f"give one integer per element, in order: {names}",
+        )
+    for element, value in zip(elements, values, strict=True):
+        if value not in element.bounds.values:
+            allowed = (
+                f"one of {list(element.bounds.choices)}"
+                if element.bounds.choices is not None
+                else f"between {element.low} and {element.high}"
+            )
+            hint = (f"this space's ranks are fixed (ranks.fixed): give {[e.low for e in elements]}" if fixed
+                    else f"use a value {allowed}, or widen the bounds in the space's 'ranks' section")
+            raise SpaceError(f"rank element '{element.name}' is {value}, outside its bounds",
+                             file=source, field=field, value=list(values), hint=hint)
+    return values
+
+
+def fix_elements(elements: tuple[RankElement, ...], ranks: tuple[int, ...]) -> tuple[RankElement, ...]:
+    """The elements, each allowing exactly its value of `ranks` (checked by the caller)."""
+    return tuple(RankElement(e.name, RankBounds(min=int(v), max=int(v)), e.members)
+                 for e, v in zip(elements, ranks, strict=True))
+
+
 def _match_layers(model: ModelSpec, modules: dict[str, Any]) -> list[tuple[str, LayerSpec]]:
     """Expand layer names and glob patterns into concrete (module name, spec), in model order."""
     chosen: dict[str, LayerSpec] = {}

@@ -91,13 +91,17 @@ class TieGroup(_Frozen):
 
 
 class RanksSpec(_Frozen):
-    """Default bounds, whether each layer has one rank for all positions, and tie groups."""
+    """Default bounds, whether each layer has one rank for all positions, and tie groups.
+
+    `fixed` (one value per rank element, in element order) pins every element to one value:
+    a search of the recipe alone at those ranks (`SearchSpace.with_fixed_ranks`)."""
 
     min: int = Field(1, ge=1)
     max: int = Field(32, ge=1)
     choices: tuple[int, ...] | None = None
     uniform: bool = False
     groups: tuple[TieGroup, ...] = ()
+    fixed: tuple[int, ...] | None = None
 
     @property
     def bounds(self) -> RankBounds:

@@ -11,12 +11,14 @@ an int batch size); `objective` then depends on the values too.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from ranksearch.space import RankBounds, RankElement, SpaceConfig, count_params
 from ranksearch.space.hyper import build_hyper
+from ranksearch.space.layout import fix_elements
 from ranksearch.trial import TrialResult
 
 __all__ = ["LR_OPTIMUM", "FakeLayer", "FakeSpace", "hparam_quality", "lenet5", "mixed", "objective",
@@ -81,6 +83,15 @@ class FakeSpace:
         self.hyper = build_hyper(self.config)
         self.user_function = None  # a model space: counts are closed-form
         self.has_closed_form = True
+        self.fixed_ranks: tuple[int, ...] | None = None
+
+    def with_fixed_ranks(self, ranks: Any) -> FakeSpace:
+        """A copy whose rank elements each allow exactly their value of `ranks` (as
+        `SearchSpace.with_fixed_ranks`, without the defaults)."""
+        fixed = copy.copy(self)
+        fixed.elements = fix_elements(self.elements, self.check_ranks(ranks))
+        fixed.fixed_ranks = tuple(e.low for e in fixed.elements)
+        return fixed
 
     name = property(lambda self: self.config.name)
     seed = property(lambda self: self.config.seed)

@@ -6,9 +6,10 @@ all use these names and these functions, so a run is encoded in one place and de
 place. Layout (see DESIGN.md, "MLflow layout"):
 
 - parent run = one search: tags `ranksearch.kind=search`, status, space, strategy, objectives,
-  constraints, rank element names, hypervolume reference; params (strategy, options, budget,
-  seed, ...) and one param `hp_domain.<name>` per hyperparameter (its domain as JSON, as the
-  space's `hyperparameters:` block writes it); metrics `hypervolume`, `front_size` and the
+  constraints, rank element names, hypervolume reference, and `ranksearch.fixed_ranks` (JSON)
+  when the ranks were fixed and only the recipe searched; params (strategy, options, budget,
+  seed, ..., `fixed_ranks` likewise) and one param `hp_domain.<name>` per hyperparameter (its
+  domain as JSON, as the space's `hyperparameters:` block writes it); metrics `hypervolume`, `front_size` and the
   search cost at step = finished trials; artifacts `space.yaml` and
   `pareto/{front.json,history.json,front.html,front.png}`.
 - child run = one trial (tag `mlflow.parentRunId`): params = one per rank element plus a JSON
@@ -38,6 +39,7 @@ TAG_STRATEGY = "ranksearch.strategy"
 TAG_OBJECTIVES = "ranksearch.objectives"  # JSON [[name, "max"|"min"], ...]
 TAG_CONSTRAINTS = "ranksearch.constraints"  # JSON {"max_params": ..., "min_compression": ...}
 TAG_ELEMENTS = "ranksearch.elements"  # JSON list of rank element names
+TAG_FIXED_RANKS = "ranksearch.fixed_ranks"  # JSON rank vector of a recipe-only search (`ranks.fixed`)
 TAG_REFERENCE = "ranksearch.hv_reference"
 TAG_N_FINISHED = "ranksearch.n_finished"  # parent, set when the search ends
 TAG_FRONT_SIZE = "ranksearch.front_size"  # parent, set when the search ends
@@ -52,6 +54,7 @@ PARAM_DENSE = "dense_params"
 PARAM_N_TRAIN = "n_train_full"
 PARAM_HP = "hp."  # child run: hp.<name> = a hyperparameter value the trial trained with
 PARAM_HP_DOMAIN = "hp_domain."  # parent run: hp_domain.<name> = that hyperparameter's domain (JSON)
+PARAM_FIXED_RANKS = "fixed_ranks"  # parent run of a recipe-only search: its rank vector (JSON)
 # -- parent metrics (step = finished trials) ------------------------------------------------------
 METRIC_HYPERVOLUME = "hypervolume"
 METRIC_FRONT_SIZE = "front_size"

@@ -543,6 +543,9 @@ class SearchTracker:
         hyper = getattr(self.space, "hyper", None)
         if hyper:  # the searched domains, one param each (the trials' values are their hp.* params)
             out.update(S.hparam_domain_params(hyper.to_dict()))
+        fixed = _fixed_ranks(self.space)
+        if fixed:
+            out[S.PARAM_FIXED_RANKS] = S.text(fixed, S.MAX_PARAM_LEN)
         return out
 
     def _parent_tags(self) -> dict[str, str]:
@@ -559,6 +562,9 @@ class SearchTracker:
         elements = json.dumps(self.elements)
         if len(elements) <= S.MAX_TAG_LEN:
             tags[S.TAG_ELEMENTS] = elements
+        fixed = _fixed_ranks(self.space)
+        if fixed:
+            tags[S.TAG_FIXED_RANKS] = S.text(fixed, S.MAX_TAG_LEN)
         for k, v in mask_secrets(self.user_tags).items():
             tags[S.key(k)] = S.text(v, S.MAX_TAG_LEN)
         return tags
@@ -615,3 +621,9 @@ def upload_front_files(ctx: Ctx, files: dict[str, bytes], *, parent: RunRef) -> 
             Path(tmp, name).write_bytes(data)
         ctx.calls += len(files)
         ctx.client.log_artifacts(parent.run_id, tmp, S.FRONT_DIR)
+
+
+def _fixed_ranks(space: Any) -> str | None:
+    """The JSON rank vector of a recipe-only search (`SearchSpace.fixed_ranks`), or None."""
+    fixed = getattr(space, "fixed_ranks", None)
+    return json.dumps([int(r) for r in fixed]) if fixed else None
