@@ -3,8 +3,10 @@
 The finished trials of a search become an in-memory Optuna study per objective
 (`optuna.trial.create_trial` with the trial's ranks and hyperparameter values as params, each
 with its distribution), and `optuna.importance.get_param_importances` scores the params with
-PED-ANOVA (the default: deterministic, and under a second for 1,000 trials) or fANOVA (a
-seeded random forest: deterministic for a seed, but ~25 s for 1,000 trials on 2 cores).
+fANOVA (a seeded random forest: deterministic for a seed; ~2 s for 200 trials of 18 params on
+2 cores, ~25 s for 1,000) or PED-ANOVA (deterministic, under a second for 1,000 trials, but it
+compares the top 10% of trials with the rest: noisy for a few dozen). `auto`, the default,
+takes fANOVA up to `FANOVA_UP_TO` trials and PED-ANOVA above.
 
     observations = [Observation(params={"r0": 3, "lr": 0.01}, values={"val_accuracy": 0.9}), ...]
     importances(observations, distributions, [("val_accuracy", "max")])
@@ -30,7 +32,8 @@ from ranksearch.errors import RanksearchError
 
 #: Fewer finished trials than this, and the dashboard says so instead of showing importances.
 MIN_TRIALS = 8
-EVALUATORS = ("ped-anova", "fanova")
+FANOVA_UP_TO = 200
+EVALUATORS = ("auto", "fanova", "ped-anova")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,15 @@ def rank_distributions(observations: Sequence[Observation], elements: Sequence[s
     return out
 
 
+def resolve(name: str, n_trials: int) -> str:
+    """The evaluator `name` means for `n_trials` finished trials ("auto": by their number)."""
+    if name not in EVALUATORS:
+        raise RanksearchError(f"unknown importance evaluator {name!r}; choose one of {', '.join(EVALUATORS)}")
+    if name == "auto":
+        return "fanova" if n_trials <= FANOVA_UP_TO else "ped-anova"
+    return name
+
+
 def _evaluator(name: str, seed: int) -> Any:
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
@@ -94,7 +106,7 @@ def _quiet_optuna() -> Iterator[None]:
 
 
 def importances(observations: Sequence[Observation], distributions: Mapping[str, Any],
-                objectives: Sequence[tuple[str, str]], *, evaluator: str = "ped-anova", seed: int = 0,
+                objectives: Sequence[tuple[str, str]], *, evaluator: str = "auto", seed: int = 0,
                 min_trials: int = MIN_TRIALS) -> dict[str, dict[str, float]]:
     """{objective: {param: importance}} (each objective's importances sum to 1, largest first).
 
@@ -104,7 +116,7 @@ def importances(observations: Sequence[Observation], distributions: Mapping[str,
     """
     import optuna
 
-    _evaluator(evaluator, seed)  # an unknown name fails before any work
+    resolve(evaluator, 0)  # an unknown name fails before any work
     out: dict[str, dict[str, float]] = {}
     for metric, direction in objectives:
         trials = []
@@ -125,7 +137,8 @@ def importances(observations: Sequence[Observation], distributions: Mapping[str,
             study.add_trials(trials)
             warnings.simplefilter("ignore")  # ExperimentalWarning, single-value params
             try:
-                scores = optuna.importance.get_param_importances(study, evaluator=_evaluator(evaluator, seed))
+                chosen = _evaluator(resolve(evaluator, len(trials)), seed)
+                scores = optuna.importance.get_param_importances(study, evaluator=chosen)
             except (RuntimeError, ValueError):  # e.g. no param that every trial has
                 continue
         if scores:
