@@ -283,7 +283,6 @@ def test_search_without_front_tags_gets_its_front_rebuilt(tmp_path):
 def test_search_with_hyperparameters(tmp_path):
     """Hyperparameter values come as columns (None where inactive), their domains with the search,
     and importances per objective from the finished trials; too few trials give none."""
-    from ranksearch.tracking import schema as S
 
     space = helpers.quickstart_space(strategy="random", budget=30, name="hp_dash", path=helpers.RANKS_AND_RECIPE)
     results = helpers.synthetic_results(space, 30, seed=3, failed_every=11)
