@@ -2,7 +2,8 @@
  *
  * Plain JavaScript and plotly.js, no build step. Views are chosen by the URL hash:
  *   #/                       searches
- *   #/search/RUN_ID          one search (scatter, hypervolume, ranks heatmap, front table)
+ *   #/search/RUN_ID          one search (scatter, hypervolume, ranks heatmap, front table; with
+ *                            hyperparameters also parallel coordinates and their importances)
  *   #/compare?runs=ID,ID     fronts of several searches on one plot
  * Data comes from the server's JSON endpoints (api/...); a view of a running search polls them.
  * Marks for benchmarks and tests: performance.mark("ranksearch:plot-drawn") and the attribute
@@ -151,6 +152,63 @@ function select(id, options, value, onchange) {
   return el;
 }
 
+// Hyperparameters: a value as the table and hover show it; blank where inactive.
+function hpText(v) {
+  if (v === null || v === undefined) return "";
+  return typeof v === "number" ? String(Number(v.toPrecision(4))) : String(v);
+}
+
+function log10Ticks(lo, hi) {
+  // positions (log10) of 1-2-5 steps inside [lo, hi], plus the ends when they are few
+  const ticks = [];
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
+    for (const m of [1, 2, 5]) {
+      const t = e + Math.log10(m);
+      if (t >= lo - 1e-9 && t <= hi + 1e-9) ticks.push(t);
+    }
+  }
+  if (ticks.length < 3) { ticks.unshift(lo); ticks.push(hi); }
+  return [...new Set(ticks)].sort((a, b) => a - b);
+}
+
+// One parallel-coordinates axis. kind: "categorical" (choices as tick labels), "log" (log10 of
+// the value, ticks labelled with values) or "linear". Missing values (an inactive conditional
+// hyperparameter) sit on a tick of their own below the range, labelled "inactive".
+function parcoordsDim(label, values, kind, domain) {
+  const present = values.filter((v) => v !== null && v !== undefined);
+  let pos, range, tickvals, ticktext;
+  if (kind === "categorical") {
+    const choices = domain && domain.choices ? domain.choices.slice() : [...new Set(present.map(String))].sort();
+    const keys = choices.map(String);
+    pos = values.map((v) => (v === null || v === undefined ? null : keys.indexOf(String(v))));
+    range = [0, Math.max(1, keys.length - 1)];
+    tickvals = keys.map((_, k) => k);
+    ticktext = keys;
+  } else {
+    const log = kind === "log";
+    const tr = (v) => (log ? Math.log10(v) : v);
+    const nums = present.map(Number).filter((v) => Number.isFinite(v) && (!log || v > 0));
+    let lo = domain && domain.low !== undefined ? domain.low : Math.min(...nums);
+    let hi = domain && domain.high !== undefined ? domain.high : Math.max(...nums);
+    if (!nums.length) { lo = log ? 1 : 0; hi = log ? 10 : 1; }
+    lo = Math.min(tr(lo), ...nums.map(tr));
+    hi = Math.max(tr(hi), ...nums.map(tr));
+    if (hi === lo) { hi = lo + 1; }
+    pos = values.map((v) => (v === null || v === undefined || (log && v <= 0) ? null : tr(Number(v))));
+    range = [lo, hi];
+    tickvals = log ? log10Ticks(lo, hi) : [0, 1, 2, 3, 4].map((k) => lo + (hi - lo) * k / 4);
+    ticktext = tickvals.map((t) => fmt(log ? 10 ** t : t));
+  }
+  if (pos.some((v) => v === null)) {
+    const below = range[0] - 0.12 * (range[1] - range[0]);
+    pos = pos.map((v) => (v === null ? below : v));
+    range = [below, range[1]];
+    tickvals = [below, ...tickvals];
+    ticktext = ["inactive", ...ticktext];
+  }
+  return {label, values: pos, range, tickvals, ticktext};
+}
+
 function checkbox(id, label, checked, onchange) {
   const input = h("input", {type: "checkbox", id, onchange: (e) => onchange(e.target.checked)});
   input.checked = checked;
@@ -241,6 +299,8 @@ class SearchView {
     this.ui = data.mlflow_ui;
     this.elements = this.search.elements;
     this.layers = layersOf(this.elements);
+    this.hpDomains = this.search.hparams || {};
+    this.hpNames = Object.keys(data.trials.hparams || {});
     const t = data.trials;
     this.byTrialId = new Map(t.trial_id.map((tid, i) => [tid, i]));
     this.hover = t.trial_id.map((_, i) => this.hoverText(i));
@@ -262,7 +322,14 @@ class SearchView {
     }
     lines.push("<b>ranks</b>");
     lines.push(...ranksByLayer(t.ranks[i], this.layers, this.elements));
+    const hp = this.hpNames.filter((n) => this.hp(n, i) !== "");
+    if (hp.length) lines.push("<b>hyperparameters</b>", ...hp.map((n) => `${n} = ${this.hp(n, i)}`));
     return lines.join("<br>");
+  }
+
+  hp(name, i) {
+    const col = (this.data.trials.hparams || {})[name];
+    return col ? hpText(col[i]) : "";
   }
 
   frontOrder() {
@@ -414,6 +481,8 @@ class SearchView {
     this.hvEl = h("div", {id: "hv-plot", class: "plot small"});
     this.heatEl = h("div", {id: "rank-heatmap", class: "plot small"});
     this.tableEl = h("div", {id: "front-table-wrap", class: "table-wrap"});
+    this.parcoordsEl = h("div", {id: "parcoords", class: "plot small"});
+    this.importanceEl = h("div", {id: "importance", class: "plot small"});
     app.replaceChildren(
       this.header(),
       this.controls(),
@@ -427,6 +496,12 @@ class SearchView {
             select("heatmap-mode", [{value: "elements", label: "per rank element"}, {value: "layers", label: "per layer (mean)"}],
               this.heatmapMode, (v) => { this.heatmapMode = v; this.drawHeatmap(); })),
           this.heatEl)),
+      ...(this.hpNames.length ? [
+        h("div", {class: "card", style: "margin-top:14px"},
+          h("h2", {}, "Ranks and hyperparameters against the objectives — one line per finished trial, "
+            + "coloured by validation accuracy"), this.parcoordsEl),
+        h("div", {class: "card", style: "margin-top:14px"},
+          h("h2", {}, "Hyperparameter importance per objective"), this.importanceEl)] : []),
       h("div", {class: "card", style: "margin-top:14px"}, h("h2", {}, "The front"), this.tableEl));
     this.drawPanel();
     await this.drawScatter();
@@ -441,9 +516,12 @@ class SearchView {
       await this.drawHeatmap();
       this.heatEl.on("plotly_click", (ev) => { const p = ev.points && ev.points[0]; if (p) this.select(String(p.x)); });
       this.drawTable();
+      await this.drawHyper();
       mark("search-complete");
     }, 0);
-    const onResize = () => { for (const el of [this.scatterEl, this.hvEl, this.heatEl]) if (el.data) Plotly.Plots.resize(el); };
+    const onResize = () => {
+      for (const el of [this.scatterEl, this.hvEl, this.heatEl, this.parcoordsEl, this.importanceEl]) if (el.data) Plotly.Plots.resize(el);
+    };
     window.addEventListener("resize", onResize);
     state.cleanup.push(() => window.removeEventListener("resize", onResize));
     if (this.search.live) this.startPolling();
@@ -478,13 +556,86 @@ class SearchView {
         h("td", {}, tid),
         names.map((n) => h("td", {class: "num"}, fmt(this.metric(n, i), n))),
         h("td", {class: "ranks"}, ranksByLayer(t.ranks[i], this.layers, this.elements).join("  ")),
+        this.hpNames.map((n) => h("td", {class: "hp", "data-hp": n}, this.hp(n, i))),
         h("td", {}, url ? h("a", {href: url, target: "_blank", rel: "noopener"}, "MLflow ↗") : t.run_id[i].slice(0, 8)),
         h("td", {}, h("a", {href: this.exportUrl(tid), download: "", class: "export-link"}, "rank config ⬇")));
     });
     this.tableEl.replaceChildren(h("table", {class: "data", id: "front-table"},
       h("thead", {}, h("tr", {}, h("th", {}, "trial"), names.map((n) => h("th", {}, n)), h("th", {}, "ranks"),
-        h("th", {}, "run"), h("th", {}, "export"))),
+        this.hpNames.map((n) => h("th", {class: "hp"}, n)), h("th", {}, "run"), h("th", {}, "export"))),
       h("tbody", {}, rows)));
+  }
+
+  // -- hyperparameters: parallel coordinates and importances ------------------------------------
+  async drawHyper() {
+    if (!this.hpNames.length || !this.parcoordsEl.isConnected) return;
+    try {
+      await this.drawParcoords();
+    } catch (e) {
+      this.parcoordsEl.replaceChildren(h("p", {class: "error"}, `Cannot draw parallel coordinates: ${e.message || e}`));
+    }
+    await this.drawImportance();
+  }
+
+  parcoordsTraces() {
+    const t = this.data.trials;
+    const idx = [];
+    t.status.forEach((s, i) => { if (s === "ok") idx.push(i); });
+    const dims = [];
+    this.elements.forEach((name, k) => dims.push(parcoordsDim(name, idx.map((i) => (t.ranks[i] || [])[k] ?? null), "linear")));
+    for (const name of this.hpNames) {
+      const d = this.hpDomains[name] || {};
+      const col = idx.map((i) => t.hparams[name][i]);
+      const categorical = d.type === "categorical" || Array.isArray(d.choices)
+        || col.some((v) => v !== null && v !== undefined && typeof v !== "number");
+      dims.push(parcoordsDim(name, col, categorical ? "categorical" : d.log ? "log" : "linear", d));
+    }
+    for (const [name] of this.search.objectives) {
+      if (!t.metrics[name]) continue;
+      const log = LOG_METRICS.has(name);
+      dims.push(parcoordsDim(name + (log ? " (log)" : ""), idx.map((i) => t.metrics[name][i]), log ? "log" : "linear"));
+    }
+    const colorBy = t.metrics.val_accuracy ? "val_accuracy" : this.search.objectives[0][0];
+    const color = idx.map((i) => (t.metrics[colorBy] || [])[i] ?? null);
+    return [{type: "parcoords", dimensions: dims, labelangle: -25, labelside: "top",
+      line: {color: color.map((v) => v ?? NaN), colorscale: "Viridis", showscale: true,
+        colorbar: {title: {text: colorBy}, thickness: 12}}}];
+  }
+
+  drawParcoords() {
+    return Plotly.react(this.parcoordsEl, this.parcoordsTraces(),
+      {margin: {l: 60, r: 60, t: 90, b: 30}, height: 420, uirevision: "parcoords"}, PLOT_CONFIG);
+  }
+
+  async drawImportance() {
+    let answer;
+    try {
+      answer = await api(`api/searches/${this.id}/importance`);
+    } catch (e) {
+      this.importanceEl.replaceChildren(h("p", {class: "error", id: "importance-note"}, `Cannot compute importances: ${e.message}`));
+      return;
+    }
+    if (this.token !== state.view || !this.importanceEl.isConnected) return;
+    const objectives = Object.keys(answer.importances);
+    if (!objectives.length) {
+      if (this.importanceEl.data) Plotly.purge(this.importanceEl);
+      this.importanceEl.replaceChildren(h("p", {class: "muted", id: "importance-note"},
+        `Too few finished trials for importances: ${answer.n_finished} finished ok, at least ${answer.min_trials} needed.`));
+      return;
+    }
+    const first = answer.importances[objectives[0]];
+    const params = Object.keys(first).slice(0, 20).reverse();  // the most important on top
+    const traces = objectives.map((o, k) => ({type: "bar", orientation: "h", name: o, y: params,
+      x: params.map((p) => answer.importances[o][p] ?? 0), marker: {color: PALETTE[k % PALETTE.length]},
+      hovertemplate: `${o}<br>%{y}: %{x:.3f}<extra></extra>`}));
+    this.importanceEl.querySelectorAll("#importance-note").forEach((el) => el.remove());
+    await Plotly.react(this.importanceEl, traces, {
+      barmode: "group", height: Math.max(300, 26 * params.length * Math.max(1, objectives.length) / 1.5 + 110),
+      margin: {l: 200, r: 20, t: 30, b: 45}, legend: {orientation: "h", x: 0, y: 1.08},
+      xaxis: {title: {text: `importance (${answer.evaluator}, ${answer.n_finished} finished trials)`}, rangemode: "tozero",
+        gridcolor: "#eef1f4"},
+      yaxis: {automargin: true}, plot_bgcolor: "#fff", uirevision: "importance",
+    }, PLOT_CONFIG);
   }
 
   exportUrl(tid) {
@@ -513,6 +664,8 @@ class SearchView {
       h("dl", {id: "trial-ranks", class: "ranks"}, this.layers.length && (t.ranks[i] || []).length === this.elements.length
         ? this.layers.map((l) => [h("dt", {}, l.layer), h("dd", {}, l.idx.map((k) => t.ranks[i][k]).join(", "))])
         : [h("dt", {}, "ranks"), h("dd", {}, (t.ranks[i] || []).join(", "))]),
+      this.hpNames.length ? [h("h2", {}, "Hyperparameters"), h("dl", {id: "trial-hparams"},
+        this.hpNames.filter((n) => this.hp(n, i) !== "").map((n) => [h("dt", {}, n), h("dd", {}, this.hp(n, i))]))] : null,
       h("div", {class: "actions"},
         h("a", {class: `button${ok ? "" : " disabled"}`, id: "export-selected", href: this.exportUrl(tid), download: ""},
           "Download rank config"),
@@ -563,6 +716,7 @@ class SearchView {
       await this.drawHeatmap();
       this.drawTable();
       this.drawPanel();
+      await this.drawHyper();
       window.__liveUpdates = (window.__liveUpdates || 0) + 1;
       const live = $("#live-status");
       if (live) {

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "search_spaces" / "quickstart_digits.yaml"
+RANKS_AND_RECIPE = ROOT / "search_spaces" / "digits_ranks_and_recipe.yaml"  # quickstart + hyperparameters
 GOAL_MS = 2000.0
 CHROME_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -216,17 +217,19 @@ def open_and_time(driver: WebDriver, url: str, *, mark: str = "plot-drawn", clea
 
 
 # -- synthetic searches ---------------------------------------------------------------------------
-def quickstart_space(*, strategy: str = "random", budget: int = 16, name: str | None = None) -> SearchSpace:
-    """The quickstart space with the strategy and budget a search records (its effective space)."""
+def quickstart_space(*, strategy: str = "random", budget: int = 16, name: str | None = None,
+                     path: Path = QUICKSTART) -> SearchSpace:
+    """The quickstart space (or another at `path`, e.g. RANKS_AND_RECIPE) with the strategy and
+    budget a search records (its effective space)."""
     import yaml
 
     from ranksearch.space import SearchSpace
 
-    data = yaml.safe_load(QUICKSTART.read_text())
+    data = yaml.safe_load(path.read_text())
     data["strategy"] = {"name": strategy, "budget": int(budget), "options": {}}
     if name:
         data["name"] = name
-    return SearchSpace.from_dict(data, source=str(QUICKSTART))
+    return SearchSpace.from_dict(data, source=str(path))
 
 
 def synthetic_results(space: SearchSpace, n: int, *, seed: int = 0, skew: float = 1.0,
@@ -234,6 +237,8 @@ def synthetic_results(space: SearchSpace, n: int, *, seed: int = 0, skew: float 
     """Trials with exact params/FLOPs for their ranks and an accuracy that saturates with size.
 
     `skew` > 1 draws smaller ranks more often (a strategy that leans to compression), < 1 larger.
+    A space with hyperparameters gets random values too (from their own seeded generator, so
+    the ranks do not change), and accuracy then falls off away from a learning rate of 3e-3.
     """
     from ranksearch.space import count_flops, count_params
     from ranksearch.trial import TrialResult
@@ -244,26 +249,47 @@ def synthetic_results(space: SearchSpace, n: int, *, seed: int = 0, skew: float 
     smallest = count_params(space, lows)
     largest = count_params(space, highs)
     span = math.log(largest / smallest)
+    hyper = getattr(space, "hyper", None)
+    hp_rng = random.Random(seed + 7919)
     out = []
     for i in range(n):
+        hparams = _random_hparams(hyper, hp_rng) if hyper else {}
         ranks = tuple(lo + min(hi - lo, int((hi - lo + 1) * rng.random() ** skew)) for lo, hi in zip(lows, highs, strict=True))
         params = count_params(space, ranks)
         capacity = math.log(params / smallest) / span
         acc = 0.55 + 0.42 * (1 - math.exp(-3.5 * capacity)) + rng.gauss(0, 0.012)
+        if "training.optimizer.lr" in hparams:
+            acc -= 0.3 * (math.log10(hparams["training.optimizer.lr"] / 3e-3)) ** 2
         acc = round(min(0.995, max(0.05, acc)), 4)
         metrics = {"val_accuracy": acc, "params": float(params), "flops": float(count_flops(space, ranks)),
                    "compression_ratio": space.dense_params / params}
         tid = f"t{i:04d}"
         if failed_every and i % failed_every == failed_every - 1:
-            out.append((tid, TrialResult(ranks, status="failed", error="RuntimeError: loss is NaN at epoch 2")))
+            out.append((tid, TrialResult(ranks, status="failed", error="RuntimeError: loss is NaN at epoch 2",
+                                         hparams=hparams)))
         elif pruned_every and i % pruned_every == pruned_every - 1:
             # as a scheduler's stop reports it: partial accuracy, exact costs
             out.append((tid, TrialResult(ranks, status="pruned", metrics={**metrics, "val_accuracy": acc * 0.7},
-                                         fidelity=2)))
+                                         fidelity=2, hparams=hparams)))
         else:
             out.append((tid, TrialResult(ranks, metrics=metrics, fidelity=space.config.training.epochs,
-                                         info={"generation": i // 10})))
+                                         info={"generation": i // 10}, hparams=hparams)))
     return out
+
+
+def _random_hparams(hyper: Any, rng: random.Random) -> dict[str, Any]:
+    """Values drawn uniformly from each domain (log-uniformly from a log one), inactive ones dropped."""
+    raw: dict[str, Any] = {}
+    for p in hyper:
+        if p.kind == "categorical":
+            raw[p.name] = rng.choice(p.choices)
+        elif p.log:
+            raw[p.name] = math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
+        elif p.kind == "int":
+            raw[p.name] = rng.randint(int(p.low), int(p.high))
+        else:
+            raw[p.name] = rng.uniform(p.low, p.high)
+    return hyper.canonical(raw)
 
 
 def write_search(tracking_uri: str, space: SearchSpace, trials: Sequence[tuple[str, TrialResult]], *,
@@ -283,7 +309,7 @@ def write_search(tracking_uri: str, space: SearchSpace, trials: Sequence[tuple[s
 
 
 def log_trial(tracker: Any, tid: str, result: TrialResult, *, epochs: bool = False) -> None:
-    tracker.trial_started(tid, result.ranks, dict(result.info))
+    tracker.trial_started(tid, result.ranks, dict(result.info), hparams=dict(result.hparams) or None)
     if epochs and result.status != "failed":
         acc = result.metrics.get("val_accuracy", 0.5)
         for epoch in (1, 2):

@@ -4,6 +4,7 @@
 
 - `model`  what a search holds, read from MLflow through `tracking.StoreReader` and cached
            (trials, the tracker's front, hypervolume history, rank-config export);
+- `importance` hyperparameter (and rank) importance per objective, by Optuna's evaluators;
 - `app`    the Flask app: the page, its assets and the read-only JSON API;
 - `assets` where the page's files and plotly.js are found;
 - `server` `serve()` and the `ranksearch dashboard` command.

@@ -3,6 +3,9 @@
     GET /api/searches                             every search: name, strategy, status, progress
     GET /api/searches/RUN_ID[?since=VERSION]      one search: all trials (columnar), its front,
                                                   hypervolume against finished trials
+    GET /api/searches/RUN_ID/importance[?evaluator=auto|fanova|ped-anova]
+                                                  how much each rank element and hyperparameter
+                                                  matters to each objective (Optuna's evaluators)
     GET /api/searches/RUN_ID/trials/TRIAL_ID/rank-config
                                                   the trial's rank-config file (as `ranksearch best`)
 
@@ -146,6 +149,16 @@ def create_app(tracking_uri: str | None = None, *, poll_interval: float = 3.0, p
                               allow_nan=False, separators=(",", ":")).encode()
             cached = bodies[run_id] = (version, body)
         return json_response(cached[1])
+
+    @app.get("/api/searches/<run_id>/importance")
+    def importance(run_id: str) -> Response:
+        try:
+            answer = reader.importance(run_id, evaluator=request.args.get("evaluator", "auto"))
+        except RanksearchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise DashboardError(f"cannot compute importances for search {run_id}: {exc}", status=502) from None
+        return as_json(answer)
 
     @app.get("/api/searches/<run_id>/trials/<trial_id>/rank-config")
     def rank_config(run_id: str, trial_id: str) -> Response:

@@ -62,6 +62,7 @@ class _Trial:
     status: str  # ok / failed / pruned, or "running" until the trial reports back
     run_status: str
     ranks: list[int]
+    hparams: dict[str, Any]  # the hyperparameter values it trained with (active ones only)
     metrics: dict[str, float]  # finite values shown and plotted
     result: TrialResult | None  # None until the trial reports back
     eligible: bool  # may sit on the front (`Objectives.eligible`)
@@ -90,6 +91,7 @@ class _Entry:
     newest_end: int = 0
     short_since: float | None = None
     space: SearchSpace | None = None
+    importance: dict[str, Any] | None = None  # the last importance answer (its payload version inside)
 
 
 def _finite_like_best(v: Any) -> bool:
@@ -119,7 +121,7 @@ def _trial_of(run: Any, objectives: Objectives) -> _Trial:
     tag = run.data.tags.get(S.TAG_PARETO)
     return _Trial(
         trial_id=row["trial_id"], run_id=row["run_id"], status=row["status"], run_status=row["run_status"],
-        ranks=row["ranks"], metrics=metrics, result=result,
+        ranks=row["ranks"], hparams=dict(row["hparams"] or {}), metrics=metrics, result=result,
         eligible=result is not None and objectives.eligible(result),
         fidelity=finite(row["fidelity"]), error=row["error"], pareto_tag=tag,
         start_time=row["start_time"], end_time=row["end_time"],
@@ -245,6 +247,7 @@ class MlflowReader:
                                               ("min_compression", objectives.min_compression)) if v is not None},
             "log_metrics": sorted(LOG_SCALE_METRICS),
             "elements": [str(e) for e in S.json_list(tags.get(S.TAG_ELEMENTS), [])],
+            "hparams": S.hparam_domains_of(params),  # name -> domain ({} without hyperparameters)
             "hv_reference": S.json_list(tags.get(S.TAG_REFERENCE), None),
             "start_time": info.start_time, "end_time": info.end_time,
             "mlflow_run_path": f"#/experiments/{info.experiment_id}/runs/{info.run_id}",
@@ -352,6 +355,8 @@ class MlflowReader:
                     n_running=n_running, n_failed=sum(t.status == "failed" for t in trials),
                     n_pruned=sum(t.status == "pruned" for t in trials),
                     front_size_local=sum(front), front_source=front_source)
+        # Hyperparameters: the logged domains' names first, then any value without a domain.
+        hp_names = list(meta["hparams"]) + sorted({k for t in trials for k in t.hparams} - set(meta["hparams"]))
         version = f"{n_finished}.{n_running}.{len(trials)}.{len(hv)}.{meta['status']}.{meta['run_status']}"
         return {
             "version": version,
@@ -362,6 +367,8 @@ class MlflowReader:
                 "run_id": [t.run_id for t in trials],
                 "status": [t.status for t in trials],
                 "ranks": [t.ranks for t in trials],
+                # one column per hyperparameter; None where a trial has no value (inactive)
+                "hparams": {n: [t.hparams.get(n) for t in trials] for n in hp_names},
                 "fidelity": [t.fidelity for t in trials],
                 "eligible": [t.eligible for t in trials],
                 "front": front,
@@ -372,6 +379,51 @@ class MlflowReader:
             "history": {"step": [s for s, _ in hv], "hypervolume": [v for _, v in hv],
                         "front_size_step": [s for s, _ in fs], "front_size": [v for _, v in fs]},
         }
+
+    # -- hyperparameter importance ------------------------------------------------------------
+    def importance(self, run_id: str, *, evaluator: str = "auto") -> dict[str, Any]:
+        """How much each rank element and hyperparameter matters to each objective, over the
+        finished trials (`dashboard.importance`, Optuna's evaluators); cached per payload version.
+
+        `importances` is {objective: {param: importance}}; it is empty while fewer than
+        `min_trials` trials finished ok (the page says so instead of drawing bars).
+        """
+        from ranksearch.dashboard import importance as I
+
+        try:
+            I.resolve(evaluator, 0)
+        except RanksearchError as exc:
+            raise DashboardError(str(exc), status=400) from None
+        payload = self.search(run_id)
+        entry = self._entry(run_id)
+        cached = entry.importance
+        if cached is not None and cached["version"] == payload["version"] and cached["asked"] == evaluator:
+            return cached
+        meta = payload["search"]
+        elements = list(meta["elements"])
+        with entry.lock:
+            done = [t for t in entry.trials.values() if t.status == "ok" and t.result is not None]
+        observations = [
+            I.Observation(params={**(dict(zip(elements, t.ranks, strict=True)) if len(t.ranks) == len(elements) else {}),
+                                  **t.hparams},
+                          values=t.metrics)
+            for t in done]
+        distributions = I.rank_distributions(observations, elements)
+        for name, domain in meta["hparams"].items():
+            try:
+                distributions[name] = I.distribution_of(domain)
+            except (KeyError, TypeError, ValueError):  # a domain this version cannot read: left out
+                log.info("hyperparameter %s of search %s has an unreadable domain %r", name, run_id, domain)
+        objectives = [(str(n), str(d)) for n, d in meta["objectives"]]
+        answer = {
+            "version": payload["version"], "asked": evaluator,
+            "evaluator": I.resolve(evaluator, len(observations)), "min_trials": I.MIN_TRIALS,
+            "n_finished": len(observations), "objectives": objectives,
+            "elements": elements, "hparams": list(meta["hparams"]),
+            "importances": I.importances(observations, distributions, objectives, evaluator=evaluator),
+        }
+        entry.importance = answer
+        return answer
 
     # -- export ---------------------------------------------------------------------------------
     def trial(self, run_id: str, trial_id: str) -> _Trial:

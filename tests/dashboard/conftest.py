@@ -27,6 +27,7 @@ SCREENSHOTS = ROOT / "test-output" / "screenshots"
 BUCKET = "ranksearch-dash"
 N_TRIALS = 36
 BIG_TRIALS = 1000
+HP_TRIALS = 24
 
 
 @dataclass
@@ -89,6 +90,19 @@ def searches(stack: Stack) -> dict[str, Search]:
         run = client.get_run(tracker.parent_run_id)
         out[strategy] = Search(name, strategy, tracker.parent_run_id, run.info.experiment_id, dict(results))
     return out
+
+
+@pytest.fixture(scope="session")
+def hp_search(stack: Stack) -> Search:
+    """A finished search of ranks and recipe together (digits_ranks_and_recipe: six
+    hyperparameters, momentum only with sgd), its synthetic accuracy following the learning rate."""
+    from mlflow import MlflowClient
+
+    space = helpers.quickstart_space(strategy="random", budget=HP_TRIALS, path=helpers.RANKS_AND_RECIPE)
+    results = helpers.synthetic_results(space, HP_TRIALS, seed=5, failed_every=11)
+    tracker = helpers.write_search(stack.url, space, results, run_name="digits-hp")
+    run = MlflowClient(tracking_uri=stack.url).get_run(tracker.parent_run_id)
+    return Search("digits-hp", "random", tracker.parent_run_id, run.info.experiment_id, dict(results))
 
 
 @pytest.fixture(scope="session")

@@ -278,3 +278,42 @@ def test_search_without_front_tags_gets_its_front_rebuilt(tmp_path):
     assert data["search"]["front_source"] == "rebuilt"
     assert trials["pareto_tag"] == [None] * len(results)
     assert tagged and {t for t, on in zip(trials["trial_id"], trials["front"], strict=True) if on} == tagged
+
+
+def test_search_with_hyperparameters(tmp_path):
+    """Hyperparameter values come as columns (None where inactive), their domains with the search,
+    and importances per objective from the finished trials; too few trials give none."""
+
+    space = helpers.quickstart_space(strategy="random", budget=30, name="hp_dash", path=helpers.RANKS_AND_RECIPE)
+    results = helpers.synthetic_results(space, 30, seed=3, failed_every=11)
+    store = tmp_path / "mlruns"
+    tracker = helpers.write_search(str(store), space, results, run_name="hp")
+    few = helpers.write_search(str(store), space, results[:5], run_name="hp-few")
+    with helpers.DashboardThread(str(store), prefetch=False) as dash:
+        data = get_json(dash.url + f"api/searches/{tracker.parent_run_id}")
+        domains = data["search"]["hparams"]
+        assert set(domains) == set(space.hyper.names)
+        assert domains["training.optimizer.lr"]["log"] is True
+        assert domains["training.batch_size"]["choices"] == [32, 64, 128]
+        columns = data["trials"]["hparams"]
+        by_tid = dict(results)
+        for i, tid in enumerate(data["trials"]["trial_id"]):
+            want = by_tid[tid].hparams
+            for name in space.hyper.names:
+                assert columns[name][i] == pytest.approx(want.get(name)) if name in want else columns[name][i] is None
+        momentum = columns["training.optimizer.momentum"]
+        assert None in momentum and any(v is not None for v in momentum)  # conditional: only with sgd
+
+        answer = get_json(dash.url + f"api/searches/{tracker.parent_run_id}/importance")
+        assert answer["evaluator"] == "fanova" and answer["min_trials"] == 8  # "auto": few trials
+        assert answer["n_finished"] == sum(r.ok for _, r in results)
+        acc = answer["importances"]["val_accuracy"]
+        assert set(acc) <= set(space.hyper.names) | set(data["search"]["elements"])
+        assert next(iter(acc)) == "training.optimizer.lr"  # the synthetic accuracy follows lr
+        assert sum(acc.values()) == pytest.approx(1.0)
+        assert "compression_ratio" in answer["importances"]
+        assert get_json(dash.url + f"api/searches/{tracker.parent_run_id}/importance")["version"] == answer["version"]
+
+        assert get_json(dash.url + f"api/searches/{few.parent_run_id}/importance")["importances"] == {}
+        status, _, body = get(dash.url + f"api/searches/{tracker.parent_run_id}/importance?evaluator=shap")
+        assert status == 400 and b"fanova" in body

@@ -216,3 +216,42 @@ def test_running_search_updates_live(page, dashboard, stack, screenshots):
         helpers.save_full_page(page, screenshots / "dashboard-live.png")
     finally:
         tracker.finish()
+
+
+def test_hyperparameters_show_in_hover_table_parcoords_and_importance(page, dashboard, hp_search, screenshots):
+    s = hp_search
+    open_search(page, dashboard, s.run_id)
+    text = hover_text(page, css(page, FRONT_POINTS)[0])
+    tid = text.split("trial ", 1)[1].split(" ")[0].split("·")[0].strip()
+    values = s.results[tid].hparams
+    assert "hyperparameters" in text and f"training.optimizer.name = {values['training.optimizer.name']}" in text
+    assert ("training.optimizer.momentum = " in text) == ("training.optimizer.momentum" in values)
+    helpers.wait_for_mark(page, "search-complete")
+    # the front table: a column per hyperparameter, blank where a conditional one is inactive
+    heads = [th.text for th in css(page, "#front-table thead th")]
+    assert "training.optimizer.lr" in heads and "training.batch_size" in heads
+    for row in css(page, "#front-table tbody tr"):
+        want = s.results[row.get_attribute("data-trial-id")].hparams
+        cell = row.find_element("css selector", 'td[data-hp="training.optimizer.momentum"]').text
+        assert (cell == "") == ("training.optimizer.momentum" not in want)
+        assert row.find_element("css selector", 'td[data-hp="training.optimizer.name"]').text == want["training.optimizer.name"]
+    # parallel coordinates: one line per finished trial, an axis per rank element, hyperparameter, objective
+    assert css(page, "#parcoords .parcoords")
+    trace = page.execute_script("const d = document.getElementById('parcoords').data[0]; "
+                                "return [d.type, d.dimensions.map(x => x.label), d.dimensions[0].values.length, "
+                                "d.dimensions.map(x => x.ticktext)]")
+    assert trace[0] == "parcoords" and trace[2] == sum(r.ok for r in s.results.values())
+    labels = trace[1]
+    assert len(labels) == 12 + 6 + 2  # rank elements, hyperparameters, objectives
+    assert "training.optimizer.lr" in labels and "compression_ratio (log)" in labels
+    assert trace[3][labels.index("training.optimizer.name")] == ["adamw", "sgd"]
+    assert "inactive" in trace[3][labels.index("training.optimizer.momentum")]
+    axis_titles = [t.get_attribute("textContent") for t in css(page, "#parcoords .parcoords .axis-title")]
+    assert "training.optimizer.lr" in axis_titles
+    # importance: grouped bars per objective, the synthetic accuracy's learning rate among them
+    wait_until(lambda: css(page, "#importance .barlayer .trace.bars"), what="the importance bars")
+    assert len(css(page, "#importance .barlayer .trace.bars")) == 2
+    ticks = [t.get_attribute("textContent") for t in css(page, "#importance .ytick text")]
+    assert "training.optimizer.lr" in ticks
+    assert not css(page, "#importance-note")
+    helpers.save_full_page(page, screenshots / "dashboard-hyperparameters.png")
