@@ -164,7 +164,8 @@ def run_ours(space: SearchSpace, name: str, *, budget: int, seed: int) -> list[s
     from ranksearch.strategies import get
     from ranksearch.userfn import evaluate
 
-    strategy = get(name, space, seed=seed, budget=budget)
+    base, options = parse_entry(name)
+    strategy = get(base, space, seed=seed, budget=budget, **options)
     cells: list[str] = []
     while len(cells) < budget:
         proposal = strategy.ask_proposal()
@@ -174,6 +175,21 @@ def run_ours(space: SearchSpace, name: str, *, budget: int, seed: int) -> list[s
         strategy.tell(f"t{len(cells)}", result)
         cells.append(cell_key(result.hparams))
     return cells
+
+
+def parse_entry(entry: str) -> tuple[str, dict[str, Any]]:
+    """A `--strategies` entry: a strategy name, optionally with options, `bayes:n_startup=10`
+    or `bayes:sampler=gp:n_startup=10` (values read as YAML scalars)."""
+    import yaml
+
+    name, *pairs = entry.split(":")
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"option {pair!r} of {entry!r} is not KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    return name.strip(), options
 
 
 def run_optuna(space: SearchSpace, name: str, *, budget: int, seed: int) -> list[str]:
@@ -270,7 +286,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "largest is each run's budget (default: 50,100,200)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {', '.join(TASKS)}")
     parser.add_argument("--strategies", default=",".join(OURS + OPTUNA),
-                        help="comma-separated ranksearch strategies and Optuna references "
+                        help="comma-separated ranksearch strategies (with options as NAME:KEY=VALUE, "
+                             "e.g. bayes:n_startup=10) and Optuna references "
                              f"({', '.join(OPTUNA)}); default: {','.join(OURS + OPTUNA)}")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", default=None, help="write report.json (every run) into this folder")
@@ -300,11 +317,29 @@ def run_from_args(args: argparse.Namespace) -> int:
         return 2
     valid = (*strategy_names(), *OPTUNA)
     strategies = split(args.strategies)
-    bad = [s for s in strategies if s not in valid]
-    if bad or not strategies:
-        print(f"error: unknown strategy {bad[0] if bad else args.strategies!r}; use {', '.join(valid)}",
+    if not strategies:
+        print(f"error: --strategies names no strategy, got {args.strategies!r}; use {', '.join(valid)}",
               file=sys.stderr)
         return 2
+    for entry in strategies:
+        try:
+            name, options = parse_entry(entry)
+        except ValueError as exc:
+            print(f"error: --strategies: {exc}; write NAME:KEY=VALUE", file=sys.stderr)
+            return 2
+        if name not in valid or (options and name in OPTUNA):
+            what = "takes no options here" if name in valid else "is unknown"
+            print(f"error: --strategies: strategy {name!r} {what}; use {', '.join(valid)} "
+                  "(ours may take options: bayes:n_startup=10)", file=sys.stderr)
+            return 2
+        if options:  # bad option names or values fail here, before any run
+            from ranksearch.strategies import StrategyError, get
+
+            try:
+                get(name, space_for(tasks[0], max(evals)), seed=0, budget=max(evals), **options)
+            except (StrategyError, TypeError, ValueError) as exc:
+                print(f"error: --strategies {entry!r}: {exc}", file=sys.stderr)
+                return 2
 
     def progress(msg: str) -> None:
         if not args.json:
