@@ -9,9 +9,9 @@ an inactive conditional parameter's gene ignored at decode (`Strategy.canon`). F
 re-centred and narrowed at each phase switch (Li et al., "Heuristic rank selection with
 progressively searching tensor ring network": the good values of each element cluster in an
 "interest region", so later phases search a finer grid around the best values found so far).
-PSTRN narrows each hyperparameter's level interval the same way: its first grid is centred on
-the default's level, and each switch re-centres it on the mode of the top configurations with a
-smaller step.
+PSTRN narrows each numeric hyperparameter's level interval the same way, in steps scaled to
+its own grid: the first phase spans all its levels, and each switch re-centres it on the mode of
+the top configurations with a smaller step; a categorical keeps all its choices (no order).
 
 pymoo runs the GA (binary tournament on domination then crowding, two-point crossover,
 polynomial mutation rounded to integers, rank-and-crowding survival) with this strategy's own
@@ -393,8 +393,25 @@ class PSTRN(_EvolutionBase):
         self.centres = ranks + self.highest[self.n_ranks:]
 
     def phase_grid(self, centres: Sequence[int], step: int) -> Grid:
-        return Grid([centred_grid(v, c, step, self.candidates)
-                     for v, c in zip(self.values, centres, strict=True)])
+        grids = [centred_grid(v, c, step, self.candidates)
+                 for v, c in zip(self.values[: self.n_ranks], centres, strict=False)]
+        grids += [self._level_grid(p, v, c, step) for p, v, c in
+                  zip(self.hyper.params if self.hyper else (), self.values[self.n_ranks:],
+                      centres[self.n_ranks:], strict=True)]
+        return Grid(grids)
+
+    def _level_grid(self, param: Any, levels: Sequence[int], centre: int, step: int) -> tuple[int, ...]:
+        """A hyperparameter's candidates in this phase. Rank steps (5, 2, 1) are in rank units
+        and a hyperparameter has a handful of levels, so its steps are scaled to its own grid:
+        the first phase spans every level (`candidates` of them, evenly spread), later phases
+        narrow in proportion to the rank step, down to adjacent levels. A categorical has no
+        order to narrow along (an interest region of optimizers is meaningless): all its
+        choices stay in every phase."""
+        if param.kind == "categorical":
+            return tuple(levels)
+        first = max(1, -(-(len(levels) - 1) // (self.candidates - 1)))  # ceil: span every level
+        level_step = max(1, -(-first * step // self.steps[0]))
+        return centred_grid(levels, centre, level_step, self.candidates)
 
     def _start(self) -> None:
         grid = self.phase_grid(self.centres, self.steps[0])

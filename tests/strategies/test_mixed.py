@@ -209,11 +209,15 @@ def test_pstrn_narrows_each_hyperparameter_interest_region():
         phases.setdefault(s.phase, s.grid.candidates[n:])
         s.tell(str(p), spaces.objective(space, p.ranks, hparams=dict(p.hparams)))
     assert s.phase == 2
-    lr_grids = [phases[k][0] for k in (0, 1, 2)]
-    # steps 5, 2, 1 in level codes (the first window slides to stay inside the 9 levels)
-    assert lr_grids[0] == (1, 6, 9), lr_grids
-    assert [b - a for a, b in zip(lr_grids[1], lr_grids[1][1:], strict=False)] == [2] * 4, lr_grids
+    names = list(space.hyper.names)
+    lr_grids = [phases[k][names.index(LR)] for k in (0, 1, 2)]
+    # the first phase spans all 9 levels (5 candidates, step 2), later ones adjacent levels
+    assert lr_grids[0] == (1, 3, 5, 7, 9), lr_grids
+    assert [b - a for a, b in zip(lr_grids[1], lr_grids[1][1:], strict=False)] == [1] * 4, lr_grids
     assert [b - a for a, b in zip(lr_grids[2], lr_grids[2][1:], strict=False)] == [1] * 4, lr_grids
+    # a categorical keeps every choice in every phase: there is no order to narrow along
+    opt = space.hyper.by_name[OPT]
+    assert all(phases[k][names.index(OPT)] == tuple(range(1, len(opt.levels) + 1)) for k in (0, 1, 2))
     # the last region sits around the mode of the best configurations, near the lr optimum
     best_lr_code = space.hyper.by_name[LR].index(spaces.LR_OPTIMUM) + 1
     assert min(abs(c - best_lr_code) for c in lr_grids[2]) <= 1 and len(lr_grids[2]) == 5
