@@ -1,1 +1,2 @@
-"""Example user training functions (`training: {function: ...}` in a space file)."""
+"""Examples: user training functions (`training: {function: ...}` in a space file) and a
+strategy (`hillclimb`, the smallest complete one)."""
