@@ -43,13 +43,17 @@ class LearnedCores:
 
     ranks: tuple[int, ...]
     state: dict[str, Tensor]
+    #: the gated net rescaled each bond by sqrt(size / open slices) (`GatedNet.multiplier`): a cut
+    #: to r < R slices then scales the kept ones by sqrt(R / r), as pruning at those slices would
+    rescale: bool = False
 
     def to_dict(self) -> dict[str, object]:
-        return {"ranks": list(self.ranks), "state": self.state}
+        return {"ranks": list(self.ranks), "state": self.state, "rescale": self.rescale}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> LearnedCores:
-        return cls(tuple(int(r) for r in data["ranks"]), dict(data["state"]))  # type: ignore[arg-type, call-overload]
+        return cls(tuple(int(r) for r in data["ranks"]), dict(data["state"]),  # type: ignore[arg-type, call-overload]
+                   bool(data.get("rescale", False)))
 
 
 def learned_cores(gated: GatedNet, *, fold: str = "open") -> LearnedCores:
@@ -61,7 +65,8 @@ def learned_cores(gated: GatedNet, *, fold: str = "open") -> LearnedCores:
     keep = [o[:r] for o, r in zip(order, ranks, strict=True)]
     model = prune(gated, keep, fold=fold)
     return LearnedCores(tuple(int(r) for r in ranks),
-                        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+                        {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                        rescale=gated.rescale and fold == "open")
 
 
 def _key(layer: str, owner: str, name: str) -> str:
@@ -99,10 +104,11 @@ def load_cores(net: nn.Module, layout: RankLayout, cores: LearnedCores, *, zero_
                                  f"{tuple(dst.shape)} in the model, beyond its rank axes {sorted(axes)}")
             region = tuple(slice(0, min(s, d)) for s, d in zip(src.shape, dst.shape, strict=True))
             dst[region] = src[region]
-            if zero_new:
-                for ax, r_learned in sites.get(key, {}).items():
-                    if dst.shape[ax] > r_learned:
-                        dst.narrow(ax, r_learned, dst.shape[ax] - r_learned).zero_()
+            for ax, r_learned in sites.get(key, {}).items():
+                if zero_new and dst.shape[ax] > r_learned:
+                    dst.narrow(ax, r_learned, dst.shape[ax] - r_learned).zero_()
+                if cores.rescale and dst.shape[ax] < r_learned:
+                    dst.mul_((r_learned / dst.shape[ax]) ** 0.5)
     return net
 
 

@@ -35,11 +35,11 @@ def _input(kind: str) -> torch.Tensor:
     return torch.randn(4, 6, 5, 5, generator=gen) if kind == "conv" else torch.randn(4, 6, generator=gen)
 
 
-def _gated(fmt: str, kind: str) -> GatedNet:
+def _gated(fmt: str, kind: str, rescale: bool = False) -> GatedNet:
     """A single-layer net at rank 4, gated per position, gates set to LOG_ALPHAS (weights random)."""
     torch.manual_seed(0)
     net = nn.Sequential(_layer(fmt, kind, 4))
-    gated = GatedNet(net, RankLayout.per_position(net), seed=0)
+    gated = GatedNet(net, RankLayout.per_position(net), seed=0, rescale=rescale)
     for gate in gated.gates:
         gate.set_log_alpha(torch.tensor(LOG_ALPHAS))
     return gated.eval()
@@ -67,14 +67,15 @@ def test_cut_at_the_learned_ranks_reproduces_the_pruned_net(fmt: str, kind: str)
 
 
 @pytest.mark.parametrize("fmt,kind", CASES)
-def test_a_cut_to_smaller_ranks_keeps_the_highest_gated_slices(fmt: str, kind: str) -> None:
-    gated = _gated(fmt, kind)
+@pytest.mark.parametrize("rescale", [False, True])
+def test_a_cut_to_smaller_ranks_keeps_the_highest_gated_slices(fmt: str, kind: str, rescale: bool) -> None:
+    gated = _gated(fmt, kind, rescale)
     cores = learned_cores(gated)
     top = [torch.tensor(ORDER[:2])] * len(gated.gates)  # the two best slices of every position
     best = prune(gated, top, fold="open").eval()
     net = load_cores(_target(fmt, kind, 2), gated.layout, cores).eval()
     for a, b in zip(net.state_dict().values(), best.state_dict().values(), strict=True):
-        assert torch.equal(a, b)  # the same tensors, slice for slice
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)  # the same tensors, slice for slice
     worst = prune(gated, [torch.tensor([0, 2])] * len(gated.gates), fold="open").eval()
     x = _input(kind)
     with torch.no_grad():
