@@ -5,7 +5,8 @@ point; `GatedNet`, `choose_ranks` and `prune` are the parts it is built from. Mo
 (which factor axes carry each rank position), layout (which positions share a gate), gates
 (hard-concrete l0 gate, ARD prior), apply (the gated net and its exact expected parameter
 count), prune (ranks from gates, and the plain net at those ranks), train (the learning run),
-trial (that run as a Ray Tune trial of the `learned` strategy), seeds (`seeds: [learned]`).
+trial (that run as a Ray Tune trial of the `learned` strategy), seeds (`seeds: [learned]`),
+warm (trials started from that run's cores cut to their ranks, `training.init: learned`).
 """
 
 from __future__ import annotations

@@ -37,6 +37,18 @@ def params_at(gated: GatedNet, ranks: Sequence[int]) -> int:
     return int(round(float(gated.expected_params(probs))))
 
 
+def slice_order(gated: GatedNet) -> list[Tensor]:
+    """Each element's slice indices, best first: the order `choose_ranks` keeps and drops them in.
+
+    Gate score first; gates within TIE of each other (an element's gates often move together)
+    are ordered by the energy of their slices, the weights' own measure of use.
+    """
+    scores = gated.scores()
+    energy = [gated.slice_energy(gi) for gi in range(len(gated.layout.groups))]
+    return [torch.tensor(sorted(range(len(s)), key=lambda i, s=s, e=e: (-round(float(s[i]) / TIE), -float(e[i]))))
+            for s, e in zip(scores, energy, strict=True)]
+
+
 def choose_ranks(gated: GatedNet, *, max_params: int | None = None,
                  fill: bool = False) -> tuple[tuple[int, ...], list[Tensor]]:
     """(ranks, kept slice indices per element) by the rule in the module docstring.
@@ -46,11 +58,7 @@ def choose_ranks(gated: GatedNet, *, max_params: int | None = None,
     """
     groups = gated.layout.groups
     scores = gated.scores()
-    energy = [gated.slice_energy(gi) for gi in range(len(groups))]
-    # Gate score first; gates within TIE of each other (an element's gates often move together)
-    # are ordered by the energy of their slices, the weights' own measure of use.
-    order = [torch.tensor(sorted(range(len(s)), key=lambda i, s=s, e=e: (-round(float(s[i]) / TIE), -float(e[i]))))
-             for s, e in zip(scores, energy, strict=True)]
+    order = slice_order(gated)
     ranks = [g.snap(c) for g, c in zip(groups, gated.kept_counts(), strict=True)]
 
     def step(gi: int, up: bool) -> tuple[float, int, int] | None:

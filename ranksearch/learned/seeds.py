@@ -7,8 +7,13 @@ the ranks in that order to any budget P. So a single gated run of a fraction of 
 compression range, gives `n` rank vectors whose parameter counts spread over the whole
 feasible range, each shaped by what the data said about every slice. That is cheaper than one
 learned run per seed (a quarter of one training in all, against n), and needs no earlier
-search to read from. Only the ranks seed the population: the pruned cores are not carried
-into the population's trials (each trial trains from its own initialisation).
+search to read from.
+
+The run's cores can seed the trials too: `on_gated(gated)` is handed the trained gated net, and
+with `training.init: learned` the driver keeps its pruned cores (`ranksearch.learned.warm`:
+the net at the ranks the gates kept, slices in gate order) in the search's storage; every trial
+then starts from them cut to its own ranks (the highest-gated slices, new slices where its ranks
+exceed the learned ones) instead of its own initialisation. The run is charged once, not per trial.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ranksearch.trial import RankConfig
 if TYPE_CHECKING:
     from torch import nn
 
+    from ranksearch.learned.apply import GatedNet
     from ranksearch.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -36,14 +42,16 @@ SHORT = 0.25
 def learned_rank_seeds(space: SearchSpace, n: int, *, dense_net: nn.Module | None = None,
                        epochs: int | None = None,
                        feasible: Callable[[RankConfig], bool] | None = None,
-                       on_cost: Callable[[int], object] | None = None) -> list[RankConfig]:
+                       on_cost: Callable[[int], object] | None = None,
+                       on_gated: Callable[[GatedNet], object] | None = None) -> list[RankConfig]:
     """Up to `n` distinct feasible rank vectors read off one short gated run (largest first).
 
     `epochs`: the gated run's (default `SHORT` of the recipe's, at least 1). `dense_net`: the
     trained dense network, needed when the recipe starts from it (`training.init: dense`).
     `feasible(ranks)`: the hard-constraint test (default: the space's constraints).
     `on_cost(samples)` is told the training samples the gated run consumed (a search charges
-    them to its cost, like the dense warm start).
+    them to its cost, like the dense warm start). `on_gated(gated)` is handed the trained gated
+    net (its cores warm-start trials with `training.init: learned`, see `ranksearch.learned.warm`).
     """
     from ranksearch.learned.prune import choose_ranks
     from ranksearch.learned.train import learn_ranks
@@ -68,6 +76,8 @@ def learned_rank_seeds(space: SearchSpace, n: int, *, dense_net: nn.Module | Non
     assert gated is not None  # learn_ranks always returns its gated net
     if on_cost is not None:
         on_cost(int(out.metrics["samples_seen"]))
+    if on_gated is not None:
+        on_gated(gated)
     log.info("learned seeds: one gated run of %d epochs at %.1fx, %d training samples, %.0f s",
              epochs, target, int(out.metrics["samples_seen"]), out.metrics["seconds"])
     budgets = np.exp(np.linspace(math.log(large), math.log(small), max(2, 3 * n)))

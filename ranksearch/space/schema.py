@@ -149,7 +149,9 @@ class TrainingSpec(_Frozen):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     augment: bool = False
-    init: Literal["scratch", "dense"] = "scratch"
+    # dense: cores decomposed from the dense network trained once per search; learned: cores cut
+    # from the gated run behind `strategy.seeds: [learned]` (ranksearch.learned.warm)
+    init: Literal["scratch", "dense", "learned"] = "scratch"
     grad_clip: float | None = Field(None, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # Training-subset fidelity: train on this many images of the training split (a fraction

@@ -223,14 +223,16 @@ def from_space(space: SearchSpace, *, seed: int | None = None, dense_net: nn.Mod
 
 def seed_strategy(strategy: Strategy, space: SearchSpace | None = None,
                   dense_net: nn.Module | None = None, *,
-                  on_cost: Callable[[int], object] | None = None) -> list[tuple[int, ...]]:
+                  on_cost: Callable[[int], object] | None = None,
+                  on_gated: Callable[[Any], object] | None = None) -> list[tuple[int, ...]]:
     """Add the seeds `space.config.strategy.seeds` lists to a strategy not asked yet ('effective'
     ones only when `dense_net` is given); returns the seeds it accepted. Seeds already added
     are skipped, so calling it again with the dense network adds just the 'effective' ones.
-    'learned' seeds train once (`on_cost(samples)` is told what that consumed)."""
+    'learned' seeds train once (`on_cost(samples)` is told what that consumed, `on_gated(gated)`
+    is handed the trained gated net, whose cores `training.init: learned` starts trials from)."""
     from ranksearch.strategies.seeding import seed_strategy as _seed
 
-    return _seed(strategy, space, dense_net, on_cost=on_cost)
+    return _seed(strategy, space, dense_net, on_cost=on_cost, on_gated=on_gated)
 
 
 def from_state(space: SearchSpace, state: dict[str, Any]) -> Strategy:

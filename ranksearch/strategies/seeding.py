@@ -204,11 +204,18 @@ def check_seeds(space: SearchSpace) -> None:
             field="strategy.seeds", value=[s if isinstance(s, str) else list(s) for s in spec.seeds],
             hint="set training.init: dense, or use 'equal' or explicit rank vectors instead of "
                  "'effective'")
+    if training.init == "learned" and "learned" not in spec.seeds:
+        raise SpaceError(
+            "training.init 'learned' starts every trial from the cores of the gated run behind "
+            "'learned' seeds, but strategy.seeds has no 'learned' entry", file=space.source,
+            field="training.init", value="learned",
+            hint="add 'learned' to strategy.seeds, or set training.init: scratch or dense")
 
 
 def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
                 kinds: Iterable[str] = ("explicit", *SEED_KINDS),
-                on_cost: Callable[[int], object] | None = None) -> list[tuple[RankConfig, str]]:
+                on_cost: Callable[[int], object] | None = None,
+                on_gated: Callable[[Any], object] | None = None) -> list[tuple[RankConfig, str]]:
     """The space's seeds in the order `strategy.seeds` lists them, each with its kind
     ('explicit', 'equal' or 'effective'); only the kinds in `kinds` are made."""
     check_seeds(space)
@@ -229,7 +236,7 @@ def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
                                  file=space.source, field="strategy.seeds", value="learned",
                                  hint="pass dense_net (the driver does after the dense warm start)")
             out += [(c, "learned") for c in learned_rank_seeds(space, spec.seed_count, dense_net=dense_net,
-                                                               on_cost=on_cost)]
+                                                               on_cost=on_cost, on_gated=on_gated)]
         elif item == "effective" and item in wanted:
             if dense_net is None:
                 raise SpaceError("'effective' seeds need the trained dense network",
@@ -241,11 +248,12 @@ def space_seeds(space: SearchSpace, dense_net: nn.Module | None = None, *,
 
 def seed_strategy(strategy: Strategy, space: SearchSpace | None = None,
                   dense_net: nn.Module | None = None, *,
-                  on_cost: Callable[[int], object] | None = None) -> list[RankConfig]:
+                  on_cost: Callable[[int], object] | None = None,
+                  on_gated: Callable[[Any], object] | None = None) -> list[RankConfig]:
     """Give `strategy` (not asked yet) the seeds its space lists; returns those it accepted.
 
     'learned' entries train once, here (see `ranksearch.learned.seeds`; `on_cost(samples)` is
-    told what that training consumed).
+    told what that training consumed, `on_gated(gated)` is handed its trained gated net).
     Without `dense_net`, 'effective' entries are left out (add them later, before the first
     ask, by calling this again with the network: seeds already added are skipped).
     """
@@ -255,7 +263,7 @@ def seed_strategy(strategy: Strategy, space: SearchSpace | None = None,
     else:
         kinds = ("explicit", "equal") + (() if needs_dense(space) else ("learned",))
     accepted: list[RankConfig] = []
-    for ranks, kind in space_seeds(space, dense_net, kinds=kinds, on_cost=on_cost):
+    for ranks, kind in space_seeds(space, dense_net, kinds=kinds, on_cost=on_cost, on_gated=on_gated):
         accepted += strategy.add_seeds([ranks], kind=kind)
     return accepted
 

@@ -588,12 +588,13 @@ def _run(space: SearchSpace, settings: SearchSettings, storage: Storage, state: 
     try:
         with _env({**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(settings.workers)}):
             dense_path = _warm_start(space, settings, storage, session)
-            _seed(space, strategy, storage, dense_path, display, session)
+            learned_path = _seed(space, strategy, storage, dense_path, display, session)
             if state.strategy_header is None:  # made (and seeded) now, before its first ask
                 state.strategy_header = {k: v for k, v in strategy.state_dict().items() if k != "events"}
             session.follow(strategy)
             started_ray = ensure_ray(settings.address)
-            tuner, searcher = _make_tuner(space, settings, storage, session, strategy, requeue, dense_path)
+            tuner, searcher = _make_tuner(space, settings, storage, session, strategy, requeue, dense_path,
+                                          learned_path)
             session.searcher = searcher
             state.save(storage)  # the header: strategy and scheduler as made, parent run id
             session.resubmit_missing_models()
@@ -722,12 +723,27 @@ def _warm_start(space: SearchSpace, settings: SearchSettings, storage: Storage,
 
 
 def _seed(space: SearchSpace, strategy: Any, storage: Storage, dense_path: str | None,
-          display: SearchDisplay, session: _Session | None = None) -> None:
+          display: SearchDisplay, session: _Session | None = None) -> str | None:
     """Give a strategy that has not asked yet the space's `strategy.seeds`; 'effective' ones
     read the dense warm start's network, 'learned' ones train once and are charged to the
-    search's cost like the warm start. (A resumed strategy replays its seeds from its state.)"""
+    search's cost like the warm start. (A resumed strategy replays its seeds from its state.)
+
+    With `training.init: learned`, the learned run's cores are kept in the search's storage
+    (`ranksearch.tune.warmstart.save_learned`); returns where (a resumed search finds them
+    there), else None."""
+    from ranksearch.tune.warmstart import learned_path, save_learned
+
+    name = session.settings.name if session is not None else None
+    warm = space.config.training.init == "learned"
     if not space.config.strategy.seeds or strategy.started:
-        return
+        if not warm:
+            return None
+        found = learned_path(storage, name) if name is not None else None
+        if found is None:
+            raise RuntimeError("training.init is 'learned' but this search kept no learned cores to start "
+                               "its trials from (they are saved when its 'learned' seeds are made)")
+        return found
+    kept: list[str] = []
     from ranksearch.strategies import seed_strategy
     from ranksearch.strategies.seeding import needs_dense
 
@@ -742,8 +758,20 @@ def _seed(space: SearchSpace, strategy: Any, storage: Storage, dense_path: str |
             session.tracker.add_overhead_samples(int(samples))
             display.event(f"learned seeds: one gated run on {samples:,} samples")
 
-    seed_strategy(strategy, space, net, on_cost=charge)
+    def keep(gated: Any) -> None:
+        if not warm or name is None:
+            return
+        from ranksearch.learned.warm import learned_cores
+
+        cores = learned_cores(gated)
+        kept.append(save_learned(storage, name, cores))
+        display.event(f"learned warm start: trials start from the cores at ranks {list(cores.ranks)}")
+
+    seed_strategy(strategy, space, net, on_cost=charge, on_gated=keep)
     display.event(f"{len(strategy.seeds)} seed configurations go first")
+    if warm and not kept:
+        raise RuntimeError("training.init is 'learned' but no learned seed run was made to take cores from")
+    return kept[-1] if kept else None
 
 
 def _cost_limit(space: SearchSpace, settings: SearchSettings, state: SearchState) -> CostLimit | None:
@@ -765,7 +793,7 @@ def _cost_limit(space: SearchSpace, settings: SearchSettings, state: SearchState
 
 def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, session: _Session,
                 strategy: Any, requeue: list[Requeued],
-                dense_path: str | None = None) -> tuple[Any, StrategySearcher]:
+                dense_path: str | None = None, learned_path: str | None = None) -> tuple[Any, StrategySearcher]:
     import json
 
     from ray import tune
@@ -783,6 +811,7 @@ def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, 
     trainable = tune.with_parameters(
         train_trial, space_json=json.dumps(space.to_dict()),
         storage=storage, cpus_per_trial=settings.cpus_per_trial, dense_path=dense_path,
+        learned_path=learned_path,
     )
     resources = {"cpu": settings.cpus_per_trial}
     if settings.gpus_per_trial:

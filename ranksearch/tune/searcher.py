@@ -422,6 +422,8 @@ def result_from_report(space: SearchSpace, ranks: tuple[int, ...], report: dict 
                 info[key.removeprefix("rs_")] = report[key]
         if report.get("rs_resumed_from"):
             info["resumed_from"] = report["rs_resumed_from"]
+        if report.get("rs_init") and report["rs_init"] != "scratch":
+            info["init"] = report["rs_init"]  # what the trial's weights started from
         _where(report, info)
         return TrialResult(ranks=ranks, status=status, metrics=metrics, fidelity=fidelity,
                            error=error, info=info, hparams=hparams)

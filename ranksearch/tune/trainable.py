@@ -68,11 +68,13 @@ def trial_space(space: SearchSpace, hparams: dict[str, Any] | None, *, key: str 
 
 
 def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | None = None,
-                cpus_per_trial: float = 1.0, dense_path: str | None = None) -> None:
+                cpus_per_trial: float = 1.0, dense_path: str | None = None,
+                learned_path: str | None = None) -> None:
     """Tune entry point. `config` holds trial_id, ranks, hparams (the trial's hyperparameter
     values, canonical) and resume_from (a checkpoint path under `storage` left by an earlier
     driver, or None). `dense_path`: the search's trained dense weights (`training.init:
-    dense`), which the trial's cores are decomposed from."""
+    dense`), which the trial's cores are decomposed from. `learned_path`: the cores of the
+    search's learned-seed run (`training.init: learned`), which the trial's cores are cut from."""
     from ray import tune
 
     from ranksearch.training import CHECKPOINT_NAME, train_config
@@ -113,6 +115,13 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
                 model = warm_model(space, ranks, dense_path, storage)
             if space.config.training.distill > 0:
                 teacher = dense_net(space, dense_path, storage)
+        if space.config.training.init == "learned":
+            if not learned_path or storage is None:
+                raise RuntimeError("training.init is 'learned' but the search kept no learned cores "
+                                   "(they come from the gated run behind strategy.seeds: [learned])")
+            from ranksearch.tune.warmstart import learned_model
+
+            model = learned_model(space, ranks, learned_path, storage)
         outcome = train_config(space, ranks, callback=on_epoch, checkpoint_dir=state_dir, model=model,
                                teacher=teacher)
         trial_seconds = time.perf_counter() - t0
@@ -121,7 +130,8 @@ def train_trial(config: dict[str, Any], *, space_json: str, storage: Storage | N
         from ranksearch.tune.searcher import reported_costs
 
         tune.report({**final_metrics(outcome, trial_seconds=trial_seconds, started=started,
-                                     resumed_from=resumed_from), **reported_costs(space, ranks)},
+                                     resumed_from=resumed_from), **reported_costs(space, ranks),
+                     "rs_init": space.config.training.init if model is not None else "scratch"},
                     checkpoint=tune.Checkpoint.from_directory(str(final_dir)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

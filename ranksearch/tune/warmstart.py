@@ -6,6 +6,12 @@ which model, data, recipe and seed produced them); a later search or `resume` wi
 fingerprint reuses them instead of training again. Each trial then builds its model with
 `build_model(space, ranks, dense=net, from_dense=True)`: cores initialised by decomposing the
 trained dense layers. The dense run's training samples count towards the search's cost.
+
+Learned warm start (`training.init: learned`, with `strategy.seeds: [learned]`): the driver keeps
+the cores of the one gated run behind the learned seeds (`ranksearch.learned.warm`) in the
+experiment folder (`learned/cores.pt`, with `learned/meta.json`), and each trial builds its model
+with `ranksearch.learned.warm.cut`: cores cut to its ranks from the learned ones. The gated run
+is charged once, where the seeds are made; trials add nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch.nn as nn
 
+    from ranksearch.learned.warm import LearnedCores
     from ranksearch.space import SearchSpace
     from ranksearch.tune.storage import Storage
 
@@ -132,6 +139,50 @@ def warm_model(space: SearchSpace, ranks: tuple[int, ...], dense_path: str, stor
     from ranksearch.models import build_warm
 
     return build_warm(space, ranks, _dense_state(dense_path, storage), seed=space.seed)[0]
+
+
+LEARNED_DIR = "learned"
+LEARNED_FILE = "cores.pt"
+
+
+def save_learned(storage: Storage, name: str, cores: LearnedCores, meta: dict[str, Any] | None = None) -> str:
+    """Keep the learned cores of search `name` (cores.pt, then meta.json); returns their path."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(cores.to_dict(), buf)
+    _write_bytes(storage, buf.getvalue(), name, LEARNED_DIR, LEARNED_FILE)
+    storage.write_text(json.dumps({"ranks": list(cores.ranks), **(meta or {})}), name, LEARNED_DIR, META_FILE)
+    return storage.path(name, LEARNED_DIR, LEARNED_FILE)
+
+
+def learned_path(storage: Storage, name: str) -> str | None:
+    """Where search `name` kept its learned cores; None when it kept none."""
+    if storage.exists(name, LEARNED_DIR, LEARNED_FILE) and storage.exists(name, LEARNED_DIR, META_FILE):
+        return storage.path(name, LEARNED_DIR, LEARNED_FILE)
+    return None
+
+
+def load_learned(path: str, storage: Storage) -> LearnedCores:
+    """The learned cores, read once per worker process."""
+    import torch
+
+    from ranksearch.learned.warm import LearnedCores
+
+    with _CACHE_LOCK:
+        data = _CACHE.get(path)
+        if data is None:
+            with storage.fs.open_input_stream(path) as f:
+                raw = f.readall()
+            data = _CACHE[path] = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    return LearnedCores.from_dict(data)
+
+
+def learned_model(space: SearchSpace, ranks: tuple[int, ...], path: str, storage: Storage) -> nn.Module:
+    """A trial's model started from the learned cores, cut to `ranks`."""
+    from ranksearch.learned.warm import cut
+
+    return cut(space, ranks, load_learned(path, storage), seed=space.seed)
 
 
 def _write_bytes(storage: Storage, data: bytes, *parts: str) -> None:
