@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ranksearch.errors import SettingError
+from ranksearch.errors import SettingError, SpaceError
 from ranksearch.rankconfig import MODEL_ARTIFACT_DIR, MODEL_FILE, RANK_CONFIG_FILE, RankConfigFile, finite
 
 if TYPE_CHECKING:
@@ -157,6 +157,14 @@ def dense_start(space: SearchSpace, ranks: tuple[int, ...], training: TrainingSp
                 dense: str | os.PathLike[str] | None, seed: int | None) -> dict[str, Any]:
     """The model (cores decomposed from the `dense` weights) and distillation teacher a run
     starts from; empty when the recipe trains from scratch."""
+    if training.init == "learned":
+        # the cores a search's trials start from live in that search's experiment folder and are
+        # cut to each trial's ranks there; a production run names its own start
+        field = "final_training.init" if space.config.final_training is not None else "training.init"
+        raise SpaceError(
+            "is 'learned', which only a search's trials start from (the search's learned/cores.pt, "
+            "cut to each trial's ranks)", file=space.source, field=field, value="learned",
+            hint="give the space a final_training recipe with init: scratch, or init: dense and --dense")
     if dense is None:
         if training.init == "dense" or training.distill > 0:
             raise SettingError(

@@ -723,6 +723,10 @@ def train_config(space: SearchSpace, ranks: Any, *, training: TrainingSpec | Non
             raise ValueError("training.init is 'dense': build the model from a trained dense "
                              "network (build_model(..., dense=net, from_dense=True)) and pass it "
                              "as model=, or set training.init to 'scratch'")
+        if training.init == "learned":
+            raise ValueError("training.init is 'learned': build the model from a search's learned "
+                             "cores (ranksearch.learned.warm.cut) and pass it as model=, or set "
+                             "training.init to 'scratch'")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(space, ranks)

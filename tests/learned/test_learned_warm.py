@@ -163,3 +163,22 @@ def test_init_learned_needs_learned_seeds(digits_space: SearchSpace) -> None:
     assert "space.yaml" in text and "training.init" in text and "learned" in text
     doc["strategy"]["seeds"] = ["equal", "learned"]
     check_seeds(SearchSpace.from_dict(doc))  # fine with learned seeds
+
+
+def test_production_training_refuses_init_learned_and_says_what_to_set(digits_space: SearchSpace) -> None:
+    from ranksearch.production import train_space
+    from ranksearch.training import train_config
+
+    doc = digits_space.to_dict()
+    doc["training"]["init"] = "learned"
+    doc["strategy"] = {**doc["strategy"], "name": "nsga2", "seeds": ["learned"], "seed_count": 2}
+    space = SearchSpace.from_dict(doc, source="space.yaml")
+    with pytest.raises(SpaceError) as err:  # before any training: the learned cores are the search's
+        train_space(space, "same", epochs=1)
+    text = str(err.value)
+    assert "space.yaml" in text and "training.init" in text and "final_training" in text
+    with pytest.raises(ValueError, match="'learned'"):
+        train_config(space, space.resolve_ranks("same"))
+    doc["final_training"] = {**doc["training"], "init": "scratch", "epochs": 1}
+    ok = SearchSpace.from_dict(doc, source="space.yaml")
+    assert train_space(ok, "same", epochs=1).metrics["epochs_done"] == 1  # a scratch recipe trains
