@@ -11,6 +11,7 @@ from rich.console import Console
 from tune_helpers import child_runs, mlflow_client, write_space
 
 from ranksearch import count_params, load_space, service
+from ranksearch.space import SearchSpace
 from ranksearch.tune.state import SearchState
 from ranksearch.tune.storage import Storage
 
@@ -108,6 +109,8 @@ def test_learned_init_starts_every_trial_from_the_learned_cores(ray_runtime, tmp
     client = mlflow_client(outcome.tracking_uri)
     runs = {tuple(json.loads(r.data.params["ranks"])): r for r in child_runs(client, outcome.parent_run_id)}
     warm, cold = {}, {}
+    doc = space.to_dict()
+    scratch = SearchSpace.from_dict({**doc, "training": {**doc["training"], "init": "scratch"}})
     for rec in recs:
         ranks = tuple(rec.trial_result().ranks)
         model = learned_model(space, ranks, learned_path(store, "learned-warm"), store)
@@ -117,7 +120,7 @@ def test_learned_init_starts_every_trial_from_the_learned_cores(ray_runtime, tmp
         history = client.get_metric_history(runs[ranks].info.run_id, "val_accuracy")
         warm[ranks] = min(history, key=lambda m: (m.step, m.timestamp)).value
         if all(r >= c for r, c in zip(ranks, saved.ranks, strict=True)):
-            cold[ranks] = train_config(space, ranks, max_epochs=1, measure_latency=False).val_accuracy
+            cold[ranks] = train_config(scratch, ranks, max_epochs=1, measure_latency=False).val_accuracy
     assert cold, (saved.ranks, list(warm))  # the largest learned seed covers the learned ranks
     for ranks, acc in cold.items():
         assert warm[ranks] > acc + 0.02, (ranks, warm[ranks], acc)
