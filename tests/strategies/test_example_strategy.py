@@ -6,7 +6,6 @@ import statistics
 import subprocess
 import sys
 
-from ranksearch import strategies
 from ranksearch.examples.hillclimb import HillClimb
 from ranksearch.testing import check_strategy, drive_proposals, spaces
 
