@@ -47,11 +47,11 @@ RanksOpt = Annotated[
 ]
 
 
-def _load(path: Path | str, *, check_data: bool = True):
+def _load(path: Path | str, *, check_data: bool = True, fix_ranks: str | None = None):
     """The space, through the same checks `run` makes (`ranksearch.checks.check_space`)."""
     from ranksearch.checks import check_space
 
-    return check_space(path, check_data=check_data)
+    return check_space(path, check_data=check_data, fix_ranks=fix_ranks)
 
 
 def _ranks(space, text: str | None):
@@ -64,13 +64,18 @@ def validate(
     data_check: Annotated[bool, typer.Option(
         "--data-check/--no-data-check", help="Check that the data folder exists here (skip it for a space "
         "whose data lives on a cluster's nodes).")] = True,
+    fix_ranks: Annotated[str | None, typer.Option(
+        "--fix-ranks", help="Check it as `run --fix-ranks` would: ranks (8,14,..., one int, a fraction, "
+        "'same') or a rank-config file.")] = None,
 ) -> None:
     """Check a search-space file (everything `run` would check) and print a summary."""
-    space = _load(space_file, check_data=data_check)
+    space = _load(space_file, check_data=data_check, fix_ranks=fix_ranks)
     summary = space.summary()
     table = Table(title=f"{space.source}: valid", show_header=False)
     for key, value in summary.items():
         table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+    if space.fixed_ranks is not None:
+        table.add_row("fixed ranks", ",".join(map(str, space.fixed_ranks)) + " (hyperparameters searched alone)")
     table.add_row("search size", f"{space.search_size:.3e} rank configurations")
     out.print(table)
 

@@ -135,3 +135,17 @@ def test_cli_without_hyperparameters_exits_2_before_ray_or_mlflow(tmp_path):
     err = " ".join(proc.stderr.split())
     assert str(RANK_ONLY) in err and "'hyperparameters'" in err and "add a hyperparameters block" in err.lower()
     assert list(tmp_path.iterdir()) == []  # no experiment folder, no tracking store
+
+
+def test_validate_checks_fix_ranks_as_run_does(tmp_path):
+    def validate(*args):
+        proc = subprocess.run([sys.executable, "-m", "ranksearch.cli", "validate", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+    code, text = validate(str(RECIPE), "--fix-ranks", "6")
+    assert code == 0 and "fixed ranks" in text and "6,6,6,6,6,6,6,6,6,6,6,6" in text, text
+    code, text = validate(str(RANK_ONLY), "--fix-ranks", "6")  # what run would refuse, validate refuses
+    assert code == 2 and "'hyperparameters'" in text, text
+    code, text = validate(str(RECIPE), "--fix-ranks", "1,2,3")
+    assert code == 2 and "--fix-ranks" in text and "'1,2,3'" in text and "12 rank elements" in text, text
