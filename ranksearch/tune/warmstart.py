@@ -112,17 +112,22 @@ def ensure_dense(space: SearchSpace, storage: Storage, name: str) -> DenseStart:
     return DenseStart(path, outcome.samples_seen, outcome.val_accuracy, False)
 
 
-def _dense_state(dense_path: str, storage: Storage) -> dict[str, Any]:
-    """The trained dense weights, read once per worker process."""
+def _load_once(path: str, storage: Storage) -> dict[str, Any]:
+    """A torch file under `storage` (dense weights, learned cores), read once per worker process."""
     import torch
 
     with _CACHE_LOCK:
-        state = _CACHE.get(dense_path)
-        if state is None:
-            with storage.fs.open_input_stream(dense_path) as f:
-                data = f.readall()
-            state = _CACHE[dense_path] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return state
+        data = _CACHE.get(path)
+        if data is None:
+            with storage.fs.open_input_stream(path) as f:
+                raw = f.readall()
+            data = _CACHE[path] = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    return data
+
+
+def _dense_state(dense_path: str, storage: Storage) -> dict[str, Any]:
+    """The trained dense weights, read once per worker process."""
+    return _load_once(dense_path, storage)
 
 
 def dense_net(space: SearchSpace, dense_path: str, storage: Storage) -> nn.Module:
@@ -165,17 +170,9 @@ def learned_path(storage: Storage, name: str) -> str | None:
 
 def load_learned(path: str, storage: Storage) -> LearnedCores:
     """The learned cores, read once per worker process."""
-    import torch
-
     from ranksearch.learned.warm import LearnedCores
 
-    with _CACHE_LOCK:
-        data = _CACHE.get(path)
-        if data is None:
-            with storage.fs.open_input_stream(path) as f:
-                raw = f.readall()
-            data = _CACHE[path] = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    return LearnedCores.from_dict(data)
+    return LearnedCores.from_dict(_load_once(path, storage))
 
 
 def learned_model(space: SearchSpace, ranks: tuple[int, ...], path: str, storage: Storage) -> nn.Module:
