@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ranksearch.errors import RanksearchError
+from ranksearch.space.hyper import domain_distribution as distribution_of  # the logged domain's
+
+__all__ = ["MIN_TRIALS", "Observation", "distribution_of", "importances", "rank_distributions", "resolve"]
 
 #: Fewer finished trials than this, and the dashboard says so instead of showing importances.
 MIN_TRIALS = 8
@@ -42,23 +45,6 @@ class Observation:
 
     params: Mapping[str, Any]
     values: Mapping[str, float]
-
-
-def distribution_of(domain: Mapping[str, Any]) -> Any:
-    """The Optuna distribution of one logged domain (`{type, low, high, log, step, choices}`),
-    as `HyperSpace.distributions` makes it."""
-    import optuna.distributions as d
-
-    kind = domain.get("type") or ("categorical" if "choices" in domain else "float")
-    if kind == "categorical":
-        return d.CategoricalDistribution(list(domain["choices"]))
-    log = bool(domain.get("log", False))
-    step = domain.get("step")
-    if kind == "int":
-        return d.IntDistribution(int(domain["low"]), int(domain["high"]), log=log,
-                                 step=1 if log else int(step or 1))
-    return d.FloatDistribution(float(domain["low"]), float(domain["high"]), log=log,
-                               step=None if log or step is None else float(step))
 
 
 def rank_distributions(observations: Sequence[Observation], elements: Sequence[str]) -> dict[str, Any]:

@@ -178,19 +178,7 @@ class HyperSpace:
     # -- Optuna --------------------------------------------------------------------------------------
     def distributions(self) -> dict[str, Any]:
         """Optuna distributions, one per parameter (conditions are the caller's define-by-run)."""
-        import optuna.distributions as d
-
-        out: dict[str, Any] = {}
-        for p in self.params:
-            if p.kind == "categorical":
-                out[p.name] = d.CategoricalDistribution(list(p.choices))
-            elif p.kind == "int":
-                out[p.name] = d.IntDistribution(int(p.low), int(p.high), log=p.log,
-                                                step=1 if p.log else int(p.step or 1))
-            else:
-                out[p.name] = d.FloatDistribution(p.low, p.high, log=p.log,
-                                                  step=None if p.log else p.step)
-        return out
+        return {p.name: domain_distribution(p.to_dict()) for p in self.params}
 
     def to_dict(self) -> dict[str, Any]:
         return {p.name: p.to_dict() for p in self.params}
@@ -209,6 +197,23 @@ class HyperSpace:
         for path, v in recipe.items():
             _set_path(data, path, v)
         return SpaceConfig.model_validate(data)
+
+
+def domain_distribution(domain: Mapping[str, Any]) -> Any:
+    """The Optuna distribution of one domain as `HyperParam.to_dict` writes it (`{type, low, high,
+    log, step, choices}`; also what a parent run's `hp_domain.<name>` param holds)."""
+    import optuna.distributions as d
+
+    kind = domain.get("type") or ("categorical" if "choices" in domain else "float")
+    if kind == "categorical":
+        return d.CategoricalDistribution(list(domain["choices"]))
+    log = bool(domain.get("log", False))
+    step = domain.get("step")
+    if kind == "int":
+        return d.IntDistribution(int(domain["low"]), int(domain["high"]), log=log,
+                                 step=1 if log else int(step or 1))
+    return d.FloatDistribution(float(domain["low"]), float(domain["high"]), log=log,
+                               step=None if log or step is None else float(step))
 
 
 # -- building from the schema --------------------------------------------------------------------------
