@@ -215,7 +215,9 @@ def test_a_budget_in_epochs_is_spent_and_not_exceeded(ray_runtime, tmp_path, tra
     # planned for the expected cost of a trial under the rungs (1 epoch, then a third go on)
     assert prepared.settings.budget == int(9 * n_full / (per_trial * (1 + 1 / 3) / 2))
     outcome = service.run_prepared(prepared, show_progress=False)
-    assert outcome.status == "finished" and 3 <= outcome.n_trials < prepared.settings.budget
+    # the plan is an expectation: when MO-ASHA stops fewer trials than expected (arrival order
+    # decides its lenient starts), the cost limit and the plan can end the search together
+    assert outcome.status == "finished" and 3 <= outcome.n_trials <= prepared.settings.budget
     spent = outcome.cost["samples_consumed"]
     assert spent <= 9 * n_full  # never past the budget
     assert spent + per_trial > 9 * n_full - per_trial  # and stopped only when a trial no longer fit
