@@ -577,6 +577,7 @@ _BENCHES = {
     "strategies": "Every strategy on the same work, hypervolume against evaluations, ratios to random.",
     "pstrn": "PSTRN's TR-LeNet-5 / Fashion-MNIST benchmark at 1/100 of its training work (resumable).",
     "front": "The Fashion-MNIST TR-LeNet-5 front with learned ranks beside Cao 2024 and PSTRN (resumable).",
+    "recipe": "The training recipe searched at fixed ranks (PSTRN-M's), 3 seeds of the winner (resumable).",
     "service": "Search overhead: summed trial time / workers vs. wall time, driver cost per trial.",
     "hpo": "NAS-Bench-201 ground truth: hypervolume regret of each strategy and Optuna's samplers.",
     "fidelity": "Strategies with FIFO, MO-ASHA and Syne Tune's MOASHA at equal epochs: hypervolume vs cost.",

@@ -124,11 +124,14 @@ class FrontBench(PstrnBench):
         t0 = time.time()
         self.dense()
         self.search(STRATEGY)
+        # the learned points first, then the equal-rank baselines: an interrupted run has the
+        # front before its comparison rows
         jobs, equal_keys = [], {}
         for c in self.args.targets:
             point = self.learned_at(c)
             if point is not None:
                 jobs.append(self.final_job(_key("learned", c), point["ranks"]))
+        for c in self.args.targets:
             eq = self.equal_within(c)
             if eq is not None and tuple(eq) not in equal_keys:
                 equal_keys[tuple(eq)] = _key("equal", c)
@@ -280,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bench = FrontBench(args)
-    report = bench.run()
+    try:
+        report = bench.run()
+    except BenchError as exc:  # an interrupted stage: the state so far is saved
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print()
     print(markdown_table(report))
     print(f"report: {bench.work / 'report.md'} and report.json")

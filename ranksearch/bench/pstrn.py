@@ -73,36 +73,53 @@ def _final_recipe(space: SearchSpace, *, init: str) -> Any:
 
 
 def _train_job(job: dict[str, Any]) -> dict[str, Any]:
-    """One 20-epoch production training (runs in a worker process): dense or a rank config."""
+    """One 20-epoch production training (runs in a worker process): dense or a rank config.
+
+    A rank config trains from the dense warm start under the production recipe, or under that
+    recipe with `job["hparams"]` (`training.*` values, as `ranksearch train` applies a rank-config
+    file's) at `job["seed"]` (default the space's)."""
     import torch
 
-    from ranksearch.models import build_dense, build_warm
+    from ranksearch.models import build_dense, build_model, build_warm
+    from ranksearch.rankconfig import _apply_training
     from ranksearch.space import load_space
     from ranksearch.training import get_splits, train_model
 
     torch.set_num_threads(int(job.get("threads", 1)))
     space = load_space(job["space"])
+    seed = int(job.get("seed", space.seed))
     splits = get_splits(space)
     started = time.time()
+    teacher = None
     if job["ranks"] is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(space.seed)
             net = build_dense(space.config.model, space.input_shape, space.num_classes)
         recipe = _final_recipe(space, init="scratch")
     else:
-        state = torch.load(job["dense"], map_location="cpu", weights_only=True)
-        net = build_warm(space, tuple(job["ranks"]), state, seed=space.seed)[0]
         recipe = _final_recipe(space, init="dense")
+        values = {k.removeprefix("training."): v for k, v in (job.get("hparams") or {}).items()
+                  if k.startswith("training.")}
+        if values:
+            recipe = _apply_training(recipe, values)
+        state = torch.load(job["dense"], map_location="cpu", weights_only=True)
+        net, dense_net = build_warm(space, tuple(job["ranks"]), state, seed=seed)
+        if recipe.init == "scratch":  # the same ranks, cores initialised at random instead
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                net = build_model(space, tuple(job["ranks"]))
+        teacher = dense_net if recipe.distill > 0 else None
     ckpt = Path(job["checkpoint_dir"])
     ckpt.mkdir(parents=True, exist_ok=True)
-    out = train_model(net, splits, recipe, seed=space.seed, checkpoint_dir=ckpt, evaluate_test=True,
-                      measure_latency=False)
+    out = train_model(net, splits, recipe, seed=seed, checkpoint_dir=ckpt, evaluate_test=True,
+                      measure_latency=False, teacher=teacher)
     if job["ranks"] is None and out.ok:
         torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, job["dense_out"])
     return {"key": job["key"], "ranks": job["ranks"], "status": out.status, "error": out.error,
             "val_accuracy": out.val_accuracy, "test_accuracy": out.test_accuracy,
             "best_epoch": out.best_epoch, "epochs": out.epochs_done, "params": out.params,
-            "samples": out.samples_seen, "seconds": round(time.time() - started, 1)}
+            "samples": out.samples_seen, "seconds": round(time.time() - started, 1),
+            **({"seed": seed, "hparams": job["hparams"]} if "hparams" in job else {})}
 
 
 def _die_with_parent() -> None:
@@ -150,7 +167,8 @@ class PstrnBench:
     def dense(self) -> dict[str, Any]:
         if "dense" in self.state:
             return self.state["dense"]
-        self.log("dense LeNet-5: production recipe, 20 epochs")
+        epochs = _final_recipe(self.space, init="scratch").epochs
+        self.log(f"dense {self.space.config.model.name}: production recipe, {epochs} epochs")
         job = {"key": "dense", "space": self.space_path, "ranks": None,
                "checkpoint_dir": str(self.work / "final" / "dense"),
                "dense_out": str(self.work / "dense.pt"), "threads": self.args.workers}
@@ -186,6 +204,11 @@ class PstrnBench:
         d["resources"] = {"cpus_per_trial": 1, "max_concurrent": a.workers}
         return SearchSpace.from_dict(d, source=f"{self.space_path} (bench pstrn, {strategy})")
 
+    def describe(self, space: SearchSpace) -> str:
+        a = self.args
+        return (f"{space.config.strategy.name}, {a.budget} trials, subset {a.subset}, <= {a.trial_epochs} passes, "
+                f"max_params {self.max_params:,}")
+
     def search(self, strategy: str) -> dict[str, Any]:
         from ranksearch import service
         from ranksearch.tune.storage import Storage
@@ -210,12 +233,16 @@ class PstrnBench:
             state = torch.load(self.work / "dense.pt", map_location="cpu", weights_only=True)
             install_dense(space, Storage.parse(storage), name, state, samples_seen=dense["samples"],
                           val_accuracy=dense["val_accuracy"])
-            self.log(f"search {name}: {strategy}, {self.args.budget} trials, subset {self.args.subset}, "
-                     f"<= {self.args.trial_epochs} passes, max_params {self.max_params:,}")
+            self.log(f"search {name}: {self.describe(space)}")
             outcome = service.search(space, name=name, storage=storage, tracking_uri=tracking,
                                      show_progress=False)
         else:
             outcome = None
+        if outcome is not None and outcome.status != "finished":
+            # stopped (Ctrl-C, SIGTERM) or failed: nothing is recorded as done, so starting the
+            # bench again resumes the search instead of training finals on a partial one
+            raise BenchError(f"search {name} {outcome.status}; start the bench again with the same "
+                             "arguments to resume it")
         from ranksearch.tracking import load_search_cost, load_trials
 
         ref = service.locate_search(name, tracking_uri=tracking, storage=storage)
@@ -440,7 +467,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bench = PstrnBench(args)
-    report = bench.run()
+    try:
+        report = bench.run()
+    except BenchError as exc:  # an interrupted stage: the state so far is saved
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print()
     print(markdown_table(report))
     for v in report["verdict"]:
