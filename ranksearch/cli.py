@@ -451,6 +451,9 @@ def submit(
     pip: PipOpt = None,
     env: EnvOpt = None,
     follow: FollowOpt = False,
+    fix_ranks: Annotated[str | None, typer.Option(
+        "--fix-ranks", help="Search only the hyperparameters at these ranks, as `run --fix-ranks` (a local "
+                            "rank-config file is shipped with the job).")] = None,
 ) -> None:
     """Send a search to a Ray cluster as a job (Jobs API); prints the job id."""
     from ranksearch.tune.submit import parse_env, submit_search
@@ -458,7 +461,7 @@ def submit(
     job = submit_search(space_file, address=address, storage=storage, tracking_uri=tracking_uri,
                         shared_storage=shared_storage, strategy=strategy, budget=budget, workers=workers,
                         seed=seed, name=name, retries=retries, working_dir=working_dir, ship_code=ship_code,
-                        pip=pip or (), env_vars=parse_env(env or ()))
+                        pip=pip or (), env_vars=parse_env(env or ()), fix_ranks=fix_ranks)
     _submitted(job, follow=follow)
 
 

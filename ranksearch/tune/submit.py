@@ -484,9 +484,12 @@ def search_request(
     pip: Sequence[str] = (),
     env_vars: Mapping[str, str] | None = None,
     stop_grace_s: int = DEFAULT_STOP_GRACE_S,
+    fix_ranks: str | None = None,
 ) -> tuple[JobRequest, str]:
     """The job that runs `ranksearch run` for a space (validated here first); returns it and the
-    search name. The space file is copied into `staging_dir` unless it lies in `working_dir`."""
+    search name. The space file is copied into `staging_dir` unless it lies in `working_dir`;
+    so is a local rank-config file given as `fix_ranks` (`s3://`, `runs:/` and `models:/` ones,
+    and rank vectors, are passed on as written)."""
     from ranksearch import service
     from ranksearch.resources import resolve_space_path
 
@@ -494,7 +497,7 @@ def search_request(
     # Everything `ranksearch run` would refuse is refused here, before anything is sent.
     prepared = service.prepare_search(space_path, strategy=strategy, budget=budget, workers=workers, seed=seed,
                                       name=name, tracking_uri=tracking_uri, storage=storage, retries=retries,
-                                      check_storage=False, check_data=False)
+                                      check_storage=False, check_data=False, fix_ranks=fix_ranks)
     s = prepared.settings
     if working_dir is not None:
         wd = Path(working_dir).resolve()
@@ -513,6 +516,8 @@ def search_request(
     args = ["run", space_arg, "--name", s.name, "--storage", storage, "--tracking-uri", tracking_uri,
             "--strategy", s.strategy, "--budget", str(s.cost_budget or s.budget), "--workers", str(s.workers),
             "--seed", str(s.seed), "--retries", str(retries)]
+    if fix_ranks is not None:
+        args += ["--fix-ranks", _job_fix_ranks(str(fix_ranks), upload=upload, working_dir=working_dir)]
     env = {"MLFLOW_TRACKING_URI": tracking_uri, STORAGE_ENV: storage, **dict(env_vars or {})}
     request = JobRequest(
         entrypoint=_cli(*args),
@@ -521,9 +526,34 @@ def search_request(
         submission_id=_submission_id(s.name, "run"),
         metadata={f"{META_PREFIX}kind": "run", f"{META_PREFIX}search": s.name, f"{META_PREFIX}storage": storage,
                   f"{META_PREFIX}tracking_uri": tracking_uri, f"{META_PREFIX}space": prepared.space.name,
-                  f"{META_PREFIX}strategy": s.strategy, f"{META_PREFIX}budget": str(s.cost_budget or s.budget)},
+                  f"{META_PREFIX}strategy": s.strategy, f"{META_PREFIX}budget": str(s.cost_budget or s.budget),
+                  **({f"{META_PREFIX}fixed_ranks": ",".join(map(str, prepared.space.config.ranks.fixed))}
+                     if fix_ranks is not None else {})},
     )
     return request, s.name
+
+
+def _job_fix_ranks(spec: str, *, upload: str, working_dir: Any) -> str:
+    """`--fix-ranks` as the job sees it: a local rank-config file (or the folder `best` wrote it
+    in) travels in the uploaded folder, copied there unless `working_dir` already holds it; rank
+    vectors and `s3://`, `runs:/`, `models:/` references are passed on as written."""
+    from ranksearch.rankconfig import RANK_CONFIG_FILE
+
+    path = Path(spec)
+    if spec.startswith(("runs:/", "models:/", "s3://")) or not path.exists():
+        return spec
+    path = path.resolve()
+    if path.is_dir():
+        path = path / RANK_CONFIG_FILE
+    if working_dir is not None:
+        try:
+            return path.relative_to(Path(upload)).as_posix()
+        except ValueError:
+            raise SubmitSettingError("fix_ranks", f"names {spec}, outside the working_dir the job sees",
+                                     value=str(upload), hint="move the rank-config file into it") from None
+    dest = Path(upload) / f"fixed-ranks-{path.name}"
+    shutil.copyfile(path, dest)
+    return dest.name
 
 
 def resume_request(name: str, *, storage: str, tracking_uri: str | None = None, workers: int | None = None,

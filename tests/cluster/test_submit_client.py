@@ -187,6 +187,39 @@ def test_search_request_validates_before_anything_is_sent(tmp_path):
     assert request.runtime_env["working_dir"] == str(tmp_path.resolve()) and "py_modules" not in request.runtime_env
 
 
+def test_search_request_with_fixed_ranks_ships_the_rank_config_and_passes_vectors_on(tmp_path):
+    """`submit --fix-ranks`: the job runs `run --fix-ranks`; a local rank-config file travels with
+    it (the job's machine has no access to this one's files), a rank vector is passed as written."""
+    from ranksearch.rankconfig import RankConfigFile, load_rank_config
+    from ranksearch.space import load_space
+
+    space_file = ROOT / "search_spaces" / "digits_ranks_and_recipe.yaml"
+    space = load_space(space_file)
+    ranks = [3] * space.n_ranks
+    best = tmp_path / "best.yaml"
+    RankConfigFile(space=space, ranks=tuple(ranks), hparams={"training.optimizer.lr": 0.001}).save(best)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    kw = {"storage": "s3://b/s", "tracking_uri": "http://m:5000"}
+    request, _ = submit.search_request(space_file, staging_dir=staging, fix_ranks=str(best), **kw)
+    command, params = _parse_cli(request.entrypoint)
+    assert command == "run" and params["fix_ranks"] == "fixed-ranks-best.yaml"
+    shipped = load_rank_config(str(staging / "fixed-ranks-best.yaml"))
+    assert list(shipped.ranks) == ranks and shipped.hparams["training.optimizer.lr"] == 0.001
+    assert request.metadata["ranksearch.fixed_ranks"] == ",".join(map(str, ranks))
+
+    vector = ",".join(["4"] * space.n_ranks)
+    (tmp_path / "s2").mkdir()
+    request, _ = submit.search_request(space_file, staging_dir=tmp_path / "s2", fix_ranks=vector, **kw)
+    assert _parse_cli(request.entrypoint)[1]["fix_ranks"] == vector
+    # refused before anything is sent: a vector of the wrong length, a space with nothing to search
+    with pytest.raises(RanksearchError, match="fix_ranks has 2 values"):
+        submit.search_request(space_file, staging_dir=tmp_path, fix_ranks="4,4", **kw)
+    plain = write_space(tmp_path / "plain.yaml", epochs=1, budget=2)
+    with pytest.raises(RanksearchError, match="hyperparameters"):
+        submit.search_request(plain, staging_dir=tmp_path, fix_ranks="3", **kw)
+
+
 def test_resume_request_parses_as_ranksearch_resume():
     request = submit.resume_request("demo", storage="s3://b/s", tracking_uri="http://m:5000", workers=4)
     command, params = _parse_cli(request.entrypoint)
