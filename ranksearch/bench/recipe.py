@@ -73,7 +73,7 @@ class RecipeBench(PstrnBench):
     def describe(self, space: Any) -> str:
         t, spec = space.config.training, space.config.strategy
         return (f"{spec.name}, the recipe alone at ranks {','.join(map(str, self.ranks))}, budget {spec.cost_budget}, "
-                f"subset {t.subset}, <= {t.epochs} passes, {len(space.hyper.params)} hyperparameters")
+                f"subset {'all' if t.subset is None else format(t.subset, 'g')}, <= {t.epochs} passes, {len(space.hyper.params)} hyperparameters")
 
     # stage 3 ----------------------------------------------------------------------------------
     def winner(self) -> dict[str, Any]:
