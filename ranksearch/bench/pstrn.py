@@ -254,7 +254,8 @@ class PstrnBench:
                "samples": samples, "seconds": round(time.time() - t0, 1)
                if outcome is not None else None,
                "trials": [{"ranks": list(t["ranks"]), "val_accuracy": t["metrics"].get("val_accuracy"),
-                           "params": t["metrics"].get("params"), "status": t["status"]}
+                           "params": t["metrics"].get("params"), "status": t["status"],
+                           **({"hparams": dict(t["hparams"])} if t.get("hparams") else {})}
                           for t in trials]}
         self.state["searches"][strategy] = row
         self.save()
@@ -262,8 +263,9 @@ class PstrnBench:
                  f"{samples:,} samples = {samples / self.n_full:.1f} epoch-eq")
         return row
 
-    def candidates(self, strategy: str) -> list[list[int]]:
-        """The most accurate members of the completed trials' (accuracy, compression) front."""
+    def candidates(self, strategy: str) -> list[dict[str, Any]]:
+        """The most accurate members of the completed trials' (accuracy, compression) front, as
+        their trial rows (ranks, and the hyperparameter values of a joint search)."""
         from ranksearch.archive import front_of
         from ranksearch.objectives import Objectives
         from ranksearch.trial import TrialResult
@@ -277,7 +279,7 @@ class PstrnBench:
                    for i, r in enumerate(rows)]
         front = sorted((rows[int(i)] for i in front_of(objectives, results)),
                        key=lambda r: -float(r["val_accuracy"]))
-        return [r["ranks"] for r in front[: self.args.final_top]]
+        return front[: self.args.final_top]
 
     # stage 3 ----------------------------------------------------------------------------------
     def finals(self, jobs: list[dict[str, Any]]) -> None:
@@ -297,10 +299,13 @@ class PstrnBench:
                 self.log(f"final {row['key']}: {row['params']:,} params, val {row['val_accuracy']:.4f}, "
                          f"test error {err}, {row['seconds']:.0f} s")
 
-    def final_job(self, key: str, ranks: list[int]) -> dict[str, Any]:
+    def final_job(self, key: str, ranks: list[int], hparams: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A production training of `ranks`; with `hparams` (a joint search's values) under the
+        production recipe with those values applied, as `ranksearch train` applies them."""
         return {"key": key, "space": self.space_path, "ranks": list(ranks),
                 "dense": str(self.work / "dense.pt"),
-                "checkpoint_dir": str(self.work / "final" / _dir_name(key, ranks)), "threads": 1}
+                "checkpoint_dir": str(self.work / "final" / _dir_name(key, ranks)), "threads": 1,
+                **({"hparams": dict(hparams)} if hparams else {})}
 
     def equal_rank(self) -> list[int]:
         from ranksearch.space import count_params
@@ -322,8 +327,8 @@ class PstrnBench:
             self.search(s)
         jobs = [self.final_job("equal", self.equal_rank())]
         for s in self.args.strategies:
-            for i, ranks in enumerate(self.candidates(s)):
-                jobs.append(self.final_job(f"{s}:{i + 1}", ranks))
+            for i, row in enumerate(self.candidates(s)):
+                jobs.append(self.final_job(f"{s}:{i + 1}", row["ranks"], row.get("hparams")))
         self.finals(jobs)
         self.state.setdefault("wall_seconds", 0.0)
         self.state["wall_seconds"] += time.time() - t0
@@ -349,7 +354,8 @@ class PstrnBench:
             pick = max(mine, key=lambda r: r["val_accuracy"])
             samples = dense["samples"] + search["samples"] + sum(r["samples"] for r in mine)
             rows.append({
-                "row": f"ranksearch {s}", "ranks": pick["ranks"], "params": pick["params"],
+                "row": f"ranksearch {s}", "ranks": pick["ranks"], "hparams": pick.get("hparams") or {},
+                "params": pick["params"],
                 "compression": round(dp / pick["params"], 2), "val_accuracy": pick["val_accuracy"],
                 "test_error": err(pick["test_accuracy"]), "samples": samples,
                 "epoch_equivalents": round(samples / self.n_full, 1),
@@ -474,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print()
     print(markdown_table(report))
+    for r in report["rows"]:
+        if r.get("hparams"):
+            print(f"{r['row']}: trained with the values its search found: {json.dumps(r['hparams'], sort_keys=True)}")
     for v in report["verdict"]:
         print(f"{v['row']}: dominates PSTRN-M within 1/100 of its work: {'YES' if v['dominates_pstrn_m'] else 'no'}")
     print(f"report: {bench.work / 'report.md'} and report.json")

@@ -49,6 +49,31 @@ def test_bench_runs_every_stage_within_its_budget_and_resumes(ray_runtime, tmp_p
     assert json.loads(before)["dense"] == after["dense"]
 
 
+def test_a_joint_search_trains_its_answer_with_the_values_it_found(ray_runtime, tmp_path, capsys):
+    """A space with a `hyperparameters:` block: ranks and recipe searched together, and each
+    configuration trained in full under the production recipe with its trial's values."""
+    space_file = QUICKSTART.parent / "digits_ranks_and_recipe.yaml"
+    work = tmp_path / "bench"
+    argv = [str(space_file), "--workdir", str(work), "--strategies", "random", "--budget", "4",
+            "--subset", "300", "--trial-epochs", "2", "--final-top", "2"]
+    assert pstrn.main(argv) == 0
+    state = json.loads((work / "bench.json").read_text())
+    trials = state["searches"]["random"]["trials"]
+    assert all(t["hparams"] for t in trials)
+    assert len({json.dumps(t["hparams"], sort_keys=True) for t in trials}) > 1  # the recipe varied
+    finals = {k: r for k, r in state["finals"].items() if k.startswith("random:")}
+    assert finals
+    for row in finals.values():
+        trial = next(t for t in trials if t["ranks"] == row["ranks"] and t["status"] == "ok")
+        assert row["hparams"] == trial["hparams"]
+    assert "hparams" not in state["finals"]["equal"]  # the baseline keeps the production recipe
+    report = json.loads((work / "report.json").read_text())
+    ours = next(r for r in report["rows"] if r["row"] == "ranksearch random")
+    pick = max(finals.values(), key=lambda r: r["val_accuracy"])
+    assert ours["hparams"] == pick["hparams"]
+    assert "trained with the values its search found" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args,message", [
     (["--strategies", "nope"], "valid strategies"),
     (["--final-top", "6"], "1 to 5"),
