@@ -13,14 +13,20 @@ resume it reuses), all within 600 full-epoch equivalents:
    upper ranks, trains with gates on every rank slice on a fixed `--subset` of the training
    images for `--gated-epochs` passes under the target's parameter budget, is pruned to the
    learned ranks (exact count <= dense / target) and fine-tuned for `--finetune-epochs`.
-3. final: every learned rank vector, and the equal-rank TRN of the largest equal rank within
-   each target, is trained with the production recipe (20 epochs, dense warm start); the test
-   split is read once per trained configuration.
+3. searches (`--searches pstrn+learned,pstrn`, none by default): each a two-objective search
+   (accuracy, compression) over the whole target range within `--search-budget`, trials as in
+   `bench pstrn` (subset, MO-ASHA); `NAME+learned` is learned-then-searched: seeded with rank
+   vectors read off one short gated run and warm-started from its cores. Its most accurate
+   completed trial within each target is that target's point (one training serves several).
+4. final: every learned rank vector, each search's points, and the equal-rank TRN of the largest
+   equal rank within each target, trained with the production recipe (20 epochs, dense warm
+   start); the test split is read once per trained configuration.
 
 Printed per target: ours (learned ranks, final training), the equal-rank TRN, Cao 2024's
 published point (its own compression count; read off its plot, +-0.2 pp), with samples,
-full-epoch equivalents and wall time; then dense and PSTRN-M/S. A point's cost is its learned
-trial plus its final training; the total adds the dense run and the equal-rank trainings.
+full-epoch equivalents and wall time; then dense and PSTRN-M/S. A learned point's cost is its
+trial plus its final training, a searched point's the whole search plus its final training; the
+total adds the dense run and the equal-rank trainings (also given apart: they are baselines).
 Everything is saved to `WORKDIR/bench.json` as it finishes: started again with the same
 arguments, the run continues where it stopped.
 """
@@ -36,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ranksearch.anchors import CAO_FASHION_DENSE_ACCURACY, CAO_FASHION_FRONT, PSTRN_POINTS
-from ranksearch.bench.pstrn import PSTRN_SAMPLES, BenchError, PstrnBench
+from ranksearch.bench.pstrn import PSTRN_SAMPLES, BenchError, PstrnBench, _strategy_options
 from ranksearch.errors import RanksearchError
 
 if TYPE_CHECKING:
@@ -47,6 +53,8 @@ DEFAULT_TARGETS = (9.0, 12.0, 26.0, 52.0, 71.0)
 #: The whole run's allowance, in full-epoch equivalents (1/100 of PSTRN's search).
 BUDGET_EPOCHS = 600
 STRATEGY = "learned"
+#: What a further search's population strategies are sized for (its budget is in epochs).
+SEARCH_TRIALS_PLANNED = 60
 
 
 class FrontBench(PstrnBench):
@@ -64,6 +72,9 @@ class FrontBench(PstrnBench):
         d = self.space.to_dict()
         final = d.get("final_training") or d["training"]
         d["dense_training"] = dict(final, init="scratch")
+        if strategy != STRATEGY:
+            return SearchSpace.from_dict(self._searched(d, strategy),
+                                         source=f"{self.space_path} (bench front, {strategy})")
         d["training"] = {
             "epochs": a.gated_epochs, "batch_size": 128, "init": "dense", "subset": a.subset,
             "optimizer": {"name": "adam", "lr": 0.002}, "schedule": {"name": "cosine"}, "device": "cpu",
@@ -78,11 +89,47 @@ class FrontBench(PstrnBench):
         d["resources"] = {"cpus_per_trial": 1, "max_concurrent": a.workers}
         return SearchSpace.from_dict(d, source=f"{self.space_path} (bench front)")
 
+    def _searched(self, d: dict[str, Any], strategy: str) -> dict[str, Any]:
+        """A two-objective search over the whole target range (`--searches NAME[+learned]`): the
+        per-trial recipe of `bench pstrn` (dense warm start, subset, MO-ASHA), sizes from the
+        largest target down; `+learned` seeds it with rank vectors read off one short gated run
+        and warm-starts every trial from that run's cores (`training.init: learned`)."""
+        a = self.args
+        name, _, extra = strategy.partition("+")
+        d["training"] = {
+            "epochs": a.search_epochs, "batch_size": 128, "init": "learned" if extra else "dense",
+            "subset": a.subset, "optimizer": {"name": "adam", "lr": 0.002}, "schedule": {"name": "cosine"},
+            "device": "cpu",
+        }
+        d["scheduler"] = {"name": "mo_asha", "grace_epochs": 1, "reduction_factor": 3}
+        d["constraints"] = {"max_params": math.floor(self.space.dense_params / min(a.targets))}
+        d["objectives"] = [{"name": "val_accuracy", "direction": "max"},
+                           {"name": "compression_ratio", "direction": "max"}]
+        d["strategy"] = {"name": name, "budget": a.search_budget,
+                         "options": _strategy_options(name, SEARCH_TRIALS_PLANNED)}
+        if extra:
+            d["strategy"].update(seeds=["learned"], seed_count=len(a.targets))
+        d["resources"] = {"cpus_per_trial": 1, "max_concurrent": a.workers}
+        return d
+
+    def describe(self, space: SearchSpace) -> str:
+        t, spec = space.config.training, space.config.strategy
+        return (f"{spec.name}{' with learned seeds' if spec.seeds else ''}, budget {spec.cost_budget}, "
+                f"subset {t.subset:g}, <= {t.epochs} passes, init {t.init}")
+
+    def searched_at(self, strategy: str, target: float) -> dict[str, Any] | None:
+        """The search's most accurate completed trial within dense / target."""
+        cap = self.space.dense_params / target
+        rows = [r for r in self.state["searches"][strategy]["trials"]
+                if r["status"] == "ok" and r["val_accuracy"] is not None and r["params"] is not None
+                and r["params"] <= cap]
+        return max(rows, key=lambda r: r["val_accuracy"]) if rows else None
+
     def search(self, strategy: str) -> dict[str, Any]:
         """The search as `bench pstrn` runs it, plus each learned trial's target and cost (read
         from the search's own record)."""
         row = super().search(strategy)
-        if "learned" not in row:
+        if strategy == STRATEGY and "learned" not in row:
             from ranksearch.tune.state import SearchState
             from ranksearch.tune.storage import Storage
 
@@ -124,13 +171,22 @@ class FrontBench(PstrnBench):
         t0 = time.time()
         self.dense()
         self.search(STRATEGY)
-        # the learned points first, then the equal-rank baselines: an interrupted run has the
-        # front before its comparison rows
+        # the learned points first, then the searches' points, then the equal-rank baselines:
+        # an interrupted run has the front before its comparison rows
         jobs, equal_keys = [], {}
         for c in self.args.targets:
             point = self.learned_at(c)
             if point is not None:
                 jobs.append(self.final_job(_key("learned", c), point["ranks"]))
+        self.finals(jobs)
+        jobs, seen = [], set()
+        for strategy in self.args.searches:
+            self.search(strategy)
+            for c in self.args.targets:
+                trial = self.searched_at(strategy, c)
+                if trial is not None and (strategy, tuple(trial["ranks"])) not in seen:
+                    seen.add((strategy, tuple(trial["ranks"])))  # one training serves several targets
+                    jobs.append(self.final_job(_key(strategy, c), trial["ranks"]))
         for c in self.args.targets:
             eq = self.equal_within(c)
             if eq is not None and tuple(eq) not in equal_keys:
@@ -170,6 +226,22 @@ class FrontBench(PstrnBench):
                                "val_accuracy": final["val_accuracy"], "test_accuracy": acc(final["test_accuracy"]),
                                "samples": samples, "epoch_equivalents": round(samples / n, 1),
                                "seconds": round((point["seconds"] or 0) + final["seconds"])}
+            row["searched"] = {}
+            for strategy in self.args.searches:
+                if strategy not in self.state.get("searches", {}):
+                    continue
+                trial = self.searched_at(strategy, c)
+                sf = None if trial is None else next(
+                    (finals[k] for k in finals if k.startswith(f"{strategy}:") and finals[k]["ranks"] == trial["ranks"]),
+                    None)
+                if sf is not None:
+                    shared = self.state["searches"][strategy]["samples"]
+                    row["searched"][strategy] = {
+                        "ranks": sf["ranks"], "params": sf["params"], "compression": round(dp / sf["params"], 2),
+                        "search_val_accuracy": trial["val_accuracy"], "val_accuracy": sf["val_accuracy"],
+                        "test_accuracy": acc(sf["test_accuracy"]), "samples": shared + sf["samples"],
+                        "epoch_equivalents": round((shared + sf["samples"]) / n, 1), "search_shared": True,
+                        "seconds": round((self.state["searches"][strategy]["seconds"] or 0) + sf["seconds"])}
             if eq_final is not None:
                 row["equal"] = {"rank": eq[0], "params": eq_final["params"],
                                 "compression": round(dp / eq_final["params"], 2),
@@ -178,7 +250,10 @@ class FrontBench(PstrnBench):
                                 "epoch_equivalents": round(eq_final["samples"] / n, 1),
                                 "seconds": eq_final["seconds"]}
             points.append(row)
-        total = dense["samples"] + search["samples"] + sum(r["samples"] for r in finals.values())
+        searches = self.state.get("searches", {})
+        total = dense["samples"] + sum(r["samples"] for r in searches.values()) \
+            + sum(r["samples"] for r in finals.values())
+        baselines = sum(r["samples"] for k, r in finals.items() if k.startswith("equal:"))
         anchors = []
         for p in PSTRN_POINTS:
             if p.dataset == "fashion_mnist" and p.model == "lenet5":
@@ -195,6 +270,7 @@ class FrontBench(PstrnBench):
                          "seconds": dense["seconds"], "cao_dense_test_accuracy": CAO_FASHION_DENSE_ACCURACY},
                "pstrn": anchors, "search_samples": search["samples"],
                "total_samples": total, "total_epoch_equivalents": round(total / n, 1),
+               "baseline_samples": baselines, "searches": {k: r["samples"] for k, r in searches.items()},
                "budget_epoch_equivalents": BUDGET_EPOCHS, "within_budget": total <= self.budget_samples,
                "wall_seconds": round(self.state.get("wall_seconds", 0.0))}
         (self.work / "report.json").write_text(json.dumps(out, indent=1))
@@ -217,7 +293,8 @@ def markdown_table(report: dict[str, Any]) -> str:
 
     for p in report["points"]:
         t = f"{p['target']:g}x"
-        for label, r in (("ranksearch learned", p["ours"]),
+        searched = [(f"ranksearch {k} (search shared by the targets)", v) for k, v in (p.get("searched") or {}).items()]
+        for label, r in (("ranksearch learned", p["ours"]), *searched,
                          (f"equal-rank TRN (r={p['equal']['rank']})" if p["equal"] else "equal-rank TRN", p["equal"])):
             if r is None:
                 continue
@@ -235,9 +312,11 @@ def markdown_table(report: dict[str, Any]) -> str:
     for a in report["pstrn"]:
         lines.append(f"| | {a['row']} | | {a['compression']:.2f}x | {a['test_accuracy']:.2f} | | "
                      f"{a['samples']:,} | 60,000 | |")
+    n = report["n_train_full"]
     foot = (f"\nTotal: {report['total_samples']:,} samples = {report['total_epoch_equivalents']:,.1f} full-epoch "
             f"equivalents of {report['budget_epoch_equivalents']} allowed "
-            f"({'within' if report['within_budget'] else 'OVER'} budget); wall {report['wall_seconds'] / 60:.0f} min.\n")
+            f"({'within' if report['within_budget'] else 'OVER'} budget; the equal-rank baselines "
+            f"{report.get('baseline_samples', 0) / n:,.1f} of them); wall {report['wall_seconds'] / 60:.0f} min.\n")
     return head + "\n".join(lines) + "\n" + foot
 
 
@@ -253,6 +332,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gated-epochs", type=int, default=10, help="gated passes over the subset (default: %(default)s)")
     p.add_argument("--finetune-epochs", type=int, default=2,
                    help="passes at the learned ranks before the final training (default: %(default)s)")
+    p.add_argument("--searches", default="",
+                   help="further two-objective searches over the targets' range, comma-separated: NAME "
+                        "(searched) or NAME+learned (learned-then-searched: learned seeds and warm start), "
+                        "e.g. pstrn+learned (default: none)")
+    p.add_argument("--search-budget", default="100ep", help="each further search's budget (default: %(default)s)")
+    p.add_argument("--search-epochs", type=int, default=3,
+                   help="passes over the subset per search trial, MO-ASHA after 1 (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="trials / final trainings at once (default: %(default)s)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: WORKDIR/mlruns)")
     p.add_argument("--name-prefix", default="bench-front", help="search name (default: %(default)s)")
@@ -264,7 +350,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not a.targets or any(not (t > 1 and math.isfinite(t)) for t in a.targets) or len(set(a.targets)) != len(a.targets):
         raise BenchError(f"--targets {','.join(f'{t:g}' for t in a.targets) or '(none)'}: give distinct "
                          "target compressions above 1")
-    for flag in ("subset", "gated_epochs", "workers"):
+    from ranksearch import strategies
+    from ranksearch.budget import BudgetError, parse_budget
+
+    a.searches = [x.strip() for x in a.searches.split(",") if x.strip()]
+    bad = [x for x in a.searches if x.partition("+")[0] not in strategies.available()
+           or x.partition("+")[0] in (STRATEGY, "uniform") or x.partition("+")[2] not in ("", "learned")]
+    if bad or len(set(a.searches)) != len(a.searches):
+        raise BenchError(f"--searches {','.join(bad) or a.searches}: give distinct strategies other than learned "
+                         f"and uniform ({', '.join(strategies.available())}), each optionally with '+learned'")
+    try:
+        parse_budget(a.search_budget)
+    except BudgetError as exc:
+        raise BenchError(f"--search-budget {a.search_budget!r}: {exc}") from None
+    for flag in ("subset", "gated_epochs", "workers", "search_epochs"):
         if getattr(a, flag) < 1:
             raise BenchError(f"--{flag.replace('_', '-')} must be at least 1 (got {getattr(a, flag)})")
     if a.finetune_epochs < 0:
@@ -272,7 +371,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not Path(a.space).is_file():
         raise BenchError(f"space file {a.space!r} not found")
     # what `PstrnBench` reads that this benchmark fixes
-    a.strategies, a.budget, a.trial_epochs, a.final_top = [STRATEGY], len(a.targets), a.gated_epochs, 1
+    a.strategies, a.budget, a.trial_epochs, a.final_top = [STRATEGY, *a.searches], len(a.targets), a.gated_epochs, 1
     return a
 
 

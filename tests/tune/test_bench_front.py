@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.mlflow]
 def test_front_learns_trains_and_reports_every_target_and_resumes(ray_runtime, tmp_path, capsys):
     work = tmp_path / "bench"
     argv = [str(QUICKSTART), "--workdir", str(work), "--targets", "6,26", "--subset", "400",
-            "--gated-epochs", "2", "--finetune-epochs", "1"]
+            "--gated-epochs", "2", "--finetune-epochs", "1",
+            "--searches", "random+learned", "--search-budget", "6ep", "--search-epochs", "2"]
     assert front.main(argv) == 0
     report = json.loads((work / "report.json").read_text())
     state = json.loads((work / "bench.json").read_text())
@@ -39,7 +40,23 @@ def test_front_learns_trains_and_reports_every_target_and_resumes(ray_runtime, t
     assert by_target[26.0]["cao"] == {"compression": 26, "test_accuracy": 90.9}
     assert by_target[6.0]["cao"] is None  # Cao has no point near 6x
     assert by_target[26.0]["ours"]["params"] < by_target[6.0]["ours"]["params"]
-    total = (state["dense"]["samples"] + state["searches"]["learned"]["samples"]
+    # learned-then-searched: one search over the whole range, its best trial within each target
+    # trained in full (once per distinct configuration), the search's cost shared by the targets
+    searched = state["searches"]["random+learned"]
+    assert 0 < searched["samples"] <= 6 * report["n_train_full"] + 1150 * 2  # budget + the one gated seed run
+    trained = {k: r for k, r in state["finals"].items() if k.startswith("random+learned:")}
+    assert trained and len({tuple(r["ranks"]) for r in trained.values()}) == len(trained)
+    for c in (6.0, 26.0):
+        point = by_target[c]["searched"].get("random+learned")
+        ok = [t for t in searched["trials"] if t["status"] == "ok" and t["params"] <= space.dense_params / c]
+        if not ok:
+            assert point is None
+            continue
+        best = max(ok, key=lambda t: t["val_accuracy"])
+        assert point["ranks"] == best["ranks"] and point["params"] <= space.dense_params / c
+        final = next(r for r in trained.values() if r["ranks"] == best["ranks"])
+        assert point["samples"] == searched["samples"] + final["samples"]
+    total = (state["dense"]["samples"] + state["searches"]["learned"]["samples"] + searched["samples"]
              + sum(r["samples"] for r in state["finals"].values()))
     assert report["total_samples"] == total and report["within_budget"]
     out = capsys.readouterr().out
@@ -56,6 +73,10 @@ def test_front_learns_trains_and_reports_every_target_and_resumes(ray_runtime, t
     (["--targets", "x"], "numbers"),
     (["--gated-epochs", "0"], "--gated-epochs"),
     (["missing.yaml"], "not found"),
+    (["--searches", "learned"], "other than learned"),
+    (["--searches", "random+seeds"], "+learned"),
+    (["--searches", "random,random"], "distinct"),
+    (["--search-budget", "lots"], "--search-budget"),
 ])
 def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys, args, message):
     work = tmp_path / "w"
