@@ -165,7 +165,12 @@ def _reduce_by_contribution(F: np.ndarray, members: list[int], room: int, ref: n
     left = list(members)
     while len(left) > room:
         P = np.minimum(F[left], ref)  # a value past the reference contributes nothing on that axis
-        contrib = [float(c) for c in moocore.hv_contributions(P, ref=ref)]
+        if P.shape[1] == 1:
+            # one objective: a non-dominated front is a set of equal values, none contributing
+            # alone (moocore takes two or more objectives)
+            contrib = [0.0] * len(left)
+        else:
+            contrib = [float(c) for c in moocore.hv_contributions(P, ref=ref)]
         # drop the least contributor; among equals the worse vector, then the larger trial id
         drop = min(range(len(left)), key=lambda k: (round(contrib[k], 15),
                                                     [-x for x in F[left[k]]], _neg_id(ids[left[k]])))

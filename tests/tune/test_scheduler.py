@@ -39,6 +39,20 @@ def test_promotion_keeps_the_top_third_by_non_dominated_rank():
     assert ledger.decide("c", 4, [-0.2, -2.0]) and ledger.rungs[3]["c"] == [-0.91, -2.0]
 
 
+def test_one_objective_with_tied_values_at_the_cut_keeps_the_best_and_does_not_fail():
+    """Seen in a recipe search (single objective): two trials with the same accuracy straddled
+    the cut, and the contribution call (two or more objectives only) ended the search."""
+    ledger = RungLedger(grace_epochs=1, reduction_factor=3, max_epochs=9)
+    for t, acc in (("t1", 0.84), ("t2", 0.8445), ("t3", 0.8445), ("t4", 0.80), ("t5", 0.81), ("t6", 0.79)):
+        ledger.rungs[1][t] = [-acc]
+    kept = top_of_rung(ledger.rungs[1], 2)
+    assert kept == {"t2", "t3"}
+    kept = top_of_rung(ledger.rungs[1], 1)
+    assert len(kept) == 1 and kept <= {"t2", "t3"}
+    assert top_of_rung(ledger.rungs[1], 1) == kept  # the same choice every time
+    assert ledger.decide("t7", 1, [-0.8445]) in (True, False)  # a third tie at the cut: decided
+
+
 def test_boundary_front_is_cut_by_hypervolume_contribution():
     from itertools import combinations
 
