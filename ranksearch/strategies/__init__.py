@@ -239,6 +239,10 @@ def from_state(space: SearchSpace, state: dict[str, Any]) -> Strategy:
     """A strategy rebuilt from `state_dict()`: same name, options, seed, then the replayed history."""
     if not isinstance(state, dict) or "strategy" not in state:
         raise StrategyError("not a strategy state: expected the dict that state_dict() returned")
-    strategy = get(state["strategy"], space, seed=state.get("seed"), **state.get("options", {}))
+    opts = dict(state.get("options", {}))
+    if state.get("budget") is not None:
+        # the trials it planned for: a space whose budget is a cost (600ep) cannot say them again
+        opts.setdefault("budget", state["budget"])
+    strategy = get(state["strategy"], space, seed=state.get("seed"), **opts)
     strategy.load_state_dict(state)
     return strategy

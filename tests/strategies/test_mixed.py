@@ -256,3 +256,18 @@ def test_a_tiny_mixed_space_is_exhausted_without_repeats(name):
     assert s.is_finished() and s.ask() is None
     if name == "random":
         assert len(configs) == 12
+
+
+@pytest.mark.parametrize("name", [n for n in strategies.available() if n != "learned"])
+def test_a_strategy_planned_for_a_cost_budget_is_restored_from_its_state(name):
+    """`resume` of a search whose budget is a cost (60ep): the space cannot say how many trials
+    were planned, the state does (seen failing when a recipe search was resumed)."""
+    space = spaces.mixed(strategy={"name": name, "budget": "60ep"})
+    assert space.config.strategy.trial_budget is None
+    a = strategies.get(name, space, seed=5, budget=9)
+    for _ in range(3):
+        p = a.ask_proposal()
+        a.tell(str(p), spaces.objective(space, p.ranks, hparams=dict(p.hparams)))
+    b = strategies.from_state(space, json.loads(json.dumps(a.state_dict())))
+    assert b.budget == 9
+    assert b.ask_proposal() == a.ask_proposal()
