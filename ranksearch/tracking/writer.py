@@ -226,6 +226,11 @@ class SearchTracker:
                 self._tagged[tid] = run.data.tags[S.TAG_PARETO]
             if S.TAG_TRIAL_STATUS in run.data.tags:
                 self._logged.add(tid)
+                if run.info.status == "RUNNING":
+                    # its finish tags landed, its end did not (the old driver died between the
+                    # two writes): end it as the tags say, once, here
+                    client.set_terminated(run.info.run_id, S.RUN_STATUS_OF.get(
+                        run.data.tags[S.TAG_TRIAL_STATUS], "FINISHED"))
         self._parent_steps = {int(m.step) for m in client.get_metric_history(self.parent_run_id,
                                                                              S.METRIC_HYPERVOLUME)}
         # An archive rebuilt before this tracker was made: settle the stored tags against it.
