@@ -121,3 +121,24 @@ def test_gate_optimizer_keeps_relative_gradients() -> None:
     assert torch.allclose(torch.cat([a.detach(), b.detach()]), -0.1 * torch.tensor([1.0, 2.0, -4.0]) / rms)
     with pytest.raises(ValueError, match="lr=0"):
         GateOptimizer([a], lr=0)
+
+
+def test_a_bounded_start_gates_from_a_few_times_the_target(digits_space: SearchSpace) -> None:
+    """`start_factor`: the gated run starts at the largest equal rank within start_factor x the
+    target's count (not the upper ranks); the learned ranks stay valid in the whole space and
+    their count is still the closed form within the target."""
+    from ranksearch.learned.train import start_space
+
+    target = digits_space.dense_params / 20
+    bounded = start_space(digits_space, 4 * target)
+    r = bounded.config.ranks.max
+    assert r < digits_space.config.ranks.max
+    assert count_params(digits_space, digits_space.equal_ranks(r)) <= 4 * target
+    assert count_params(digits_space, digits_space.equal_ranks(r + 1)) > 4 * target
+    assert start_space(digits_space, 10 * digits_space.dense_params) is digits_space  # nothing to bound
+    out = learn_ranks(digits_space, target_compression=20, seed=0, epochs=2, finetune_epochs=1,
+                      num_threads=1, start_factor=4.0, rescale=False)
+    assert out.metrics["upper_params"] == count_params(digits_space, bounded.upper) <= 4 * target
+    assert max(out.ranks) <= r and digits_space.check_ranks(out.ranks) == out.ranks
+    params = sum(p.numel() for p in out.model.parameters())
+    assert params == count_params(digits_space, out.ranks) <= target
