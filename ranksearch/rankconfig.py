@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,10 +95,8 @@ class RankConfigFile:
             if final is None:
                 self._training = cfg.training
             else:
-                recipe = {k.removeprefix("training."): v for k, v in self.hparams.items()
-                          if k.startswith("training.")}
-                self._training = _validated(lambda: _apply_training(final, recipe), self.source,
-                                            field="final_training") if recipe else final
+                self._training = _validated(lambda: training_with_values(final, self.hparams), self.source,
+                                            field="final_training")
         return self._training
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +166,13 @@ class RankConfigFile:
             raise ServiceError(f"{uri} holds no {MODEL_FILE}")
         self.weights_path = str(path)
         return self.weights_path
+
+
+def training_with_values(training: TrainingSpec, hparams: Mapping[str, Any]) -> TrainingSpec:
+    """A production recipe with a search's `training.*` hyperparameter values applied (other
+    values, e.g. `model.*`, belong elsewhere); the recipe itself when there are none."""
+    values = {k.removeprefix("training."): v for k, v in hparams.items() if k.startswith("training.")}
+    return _apply_training(training, values) if values else training
 
 
 def _apply_training(training: TrainingSpec, values: dict[str, Any]) -> TrainingSpec:

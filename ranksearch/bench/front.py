@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ranksearch.anchors import CAO_FASHION_DENSE_ACCURACY, CAO_FASHION_FRONT, PSTRN_POINTS
-from ranksearch.bench.pstrn import PSTRN_SAMPLES, BenchError, PstrnBench, _strategy_options
+from ranksearch.bench.pstrn import PSTRN_SAMPLES, BenchError, PstrnBench, _strategy_options, run_stages
 from ranksearch.errors import RanksearchError
 
 if TYPE_CHECKING:
@@ -376,17 +376,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except RanksearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    bench = FrontBench(args)
-    try:
-        report = bench.run()
-    except BenchError as exc:  # an interrupted stage: the state so far is saved
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    code, bench, report = run_stages(argv, parse_args, FrontBench)
+    if code:
+        return code
     print()
     print(markdown_table(report))
     print(f"report: {bench.work / 'report.md'} and report.json")

@@ -42,6 +42,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from ranksearch.models import build_dense, build_model, build_warm
-    from ranksearch.rankconfig import _apply_training
+    from ranksearch.rankconfig import training_with_values
     from ranksearch.space import load_space
     from ranksearch.training import get_splits, train_model
 
@@ -97,11 +98,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             net = build_dense(space.config.model, space.input_shape, space.num_classes)
         recipe = _final_recipe(space, init="scratch")
     else:
-        recipe = _final_recipe(space, init="dense")
-        values = {k.removeprefix("training."): v for k, v in (job.get("hparams") or {}).items()
-                  if k.startswith("training.")}
-        if values:
-            recipe = _apply_training(recipe, values)
+        recipe = training_with_values(_final_recipe(space, init="dense"), job.get("hparams") or {})
         state = torch.load(job["dense"], map_location="cpu", weights_only=True)
         net, dense_net = build_warm(space, tuple(job["ranks"]), state, seed=seed)
         if recipe.init == "scratch":  # the same ranks, cores initialised at random instead
@@ -466,18 +463,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_stages(argv: list[str] | None, parse: Callable[[list[str] | None], argparse.Namespace],
+               make: Callable[[argparse.Namespace], PstrnBench]) -> tuple[int, PstrnBench | None, dict[str, Any]]:
+    """What every resumable bench's `main` does first: arguments (bad ones: exit code 2, nothing
+    made), then the stages (one interrupted: exit code 1, the state so far kept); (code, bench, report)."""
     try:
-        args = parse_args(argv)
+        args = parse(argv)
     except RanksearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    bench = PstrnBench(args)
+        return 2, None, {}
+    bench = make(args)
     try:
-        report = bench.run()
-    except BenchError as exc:  # an interrupted stage: the state so far is saved
+        return 0, bench, bench.run()
+    except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 1, bench, {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    code, bench, report = run_stages(argv, parse_args, PstrnBench)
+    if code:
+        return code
     print()
     print(markdown_table(report))
     for r in report["rows"]:

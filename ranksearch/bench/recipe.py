@@ -34,8 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ranksearch.bench.pstrn import PSTRN_FASHION_M, BenchError, PstrnBench, _dir_name
-from ranksearch.errors import RanksearchError
+from ranksearch.bench.pstrn import PSTRN_FASHION_M, BenchError, PstrnBench, run_stages
 
 DEFAULT_SPACE = "search_spaces/pstrn_m_recipe_fashion.yaml"
 SEARCH = "recipe"
@@ -94,10 +93,8 @@ class RecipeBench(PstrnBench):
         return self.state["winner"]
 
     def recipe_job(self, label: str, hparams: dict[str, Any], seed: int) -> dict[str, Any]:
-        key = f"{label}:seed{seed}"
-        job = self.final_job(key, self.ranks)
-        job.update(hparams=hparams, seed=seed, checkpoint_dir=str(self.work / "final" / _dir_name(key, self.ranks)))
-        return job
+        # hparams always set (also when empty): the result row then records the seed and values
+        return dict(self.final_job(f"{label}:seed{seed}", self.ranks), hparams=dict(hparams), seed=seed)
 
     def run(self) -> dict[str, Any]:
         t0 = time.time()
@@ -230,17 +227,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except RanksearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    bench = RecipeBench(args)
-    try:
-        report = bench.run()
-    except BenchError as exc:  # an interrupted stage: the state so far is saved
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    code, bench, report = run_stages(argv, parse_args, RecipeBench)
+    if code:
+        return code
     print()
     print(markdown_table(report))
     print(f"report: {bench.work / 'report.md'} and report.json; the winner: {bench.work / 'best.yaml'}")
