@@ -59,6 +59,8 @@ class Objective:
     #: False when the space has no closed-form counts (a user training function without a
     #: model): its params/FLOPs are then measured, reported by the function like any metric.
     closed_form: bool = True
+    #: "log" or "linear" as the space file says; None: log10 for LOG_SCALE_METRICS
+    scale: str | None = None
 
     @property
     def is_cost(self) -> bool:
@@ -67,7 +69,7 @@ class Objective:
 
     @property
     def log_scale(self) -> bool:
-        return self.name in LOG_SCALE_METRICS
+        return self.name in LOG_SCALE_METRICS if self.scale is None else self.scale == "log"
 
     def minimised(self, value: float, *, log: bool = False) -> float:
         """`value` in minimisation form, on a log10 scale for cost metrics when `log`."""
@@ -95,7 +97,7 @@ class Objectives:
     def from_space(cls, space: SearchSpace) -> Objectives:
         c = space.config.constraints
         return cls(
-            items=tuple(Objective(o.name, o.sense, closed_form=space.has_closed_form)
+            items=tuple(Objective(o.name, o.sense, closed_form=space.has_closed_form, scale=o.scale)
                         for o in space.config.objectives),
             max_params=c.max_params, min_compression=c.min_compression,
             dense_params=int(space.dense_params),

@@ -46,3 +46,24 @@ def test_partial_vector_skips_latency_and_uses_exact_costs() -> None:
     v = obj.partial_vector({"val_accuracy": 0.5}, {"params": 1000.0})
     assert v == pytest.approx((-0.5, 3.0))
     assert obj.partial_vector({}, {"params": 1000.0})[0] == math.inf
+
+
+def test_a_space_may_put_an_objective_on_a_linear_or_log_scale() -> None:
+    from ranksearch.objectives import Objective
+    from ranksearch.space import SearchSpace, SpaceError
+
+    base = {"name": "s", "training": {"function": "ranksearch.bench.hpo:cifar10"},
+            "hyperparameters": {"Op0": {"choices": ["none", "skip_connect"]}},
+            "strategy": {"name": "random", "budget": 3}}
+
+    def objectives(**params: str) -> Objectives:
+        spec = {**base, "objectives": [{"name": "val_accuracy"}, {"name": "params", "direction": "min", **params},
+                                       {"name": "loss", "direction": "min", "scale": "log"}]}
+        return Objectives.from_space(SearchSpace.from_dict(spec, source="<test>"))
+
+    m = {"val_accuracy": 0.9, "params": 1000.0, "loss": 0.01}
+    assert objectives().vector(m) == pytest.approx((-0.9, 3.0, -2.0))  # counts on log10 by default
+    assert objectives(scale="linear").vector(m) == pytest.approx((-0.9, 1000.0, -2.0))
+    assert Objective("params", "min", scale="linear").minimised(1000.0, log=True) == 1000.0
+    with pytest.raises(SpaceError, match="scale"):
+        objectives(scale="sqrt")

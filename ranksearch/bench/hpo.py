@@ -153,8 +153,14 @@ def space_for(task: str, budget: int) -> SearchSpace:
         "name": f"nasbench201-{task}",
         "training": {"function": f"ranksearch.bench.hpo:{task.replace('-', '_')}"},
         "hyperparameters": {e: {"choices": list(OPS)} for e in EDGES},
-        "objectives": [{"name": "val_accuracy", "direction": "max"}, {"name": "params", "direction": "min"}],
+        # size on a linear scale: the regret is measured on it (the default log10 scale of
+        # counts would spend the search on the small cells, where little hypervolume lies)
+        "objectives": [{"name": "val_accuracy", "direction": "max"},
+                       {"name": "params", "direction": "min", "scale": "linear"}],
         "strategy": {"name": "random", "budget": budget},
+        # one evaluation at a time, as the loop runs them (and as the Optuna references run):
+        # a strategy planning for two in flight would propose its second blind
+        "resources": {"max_concurrent": 1},
     }, source=f"<bench hpo {task}>")
 
 

@@ -183,6 +183,9 @@ class ObjectiveSpec(_Frozen):
 
     name: str
     direction: Literal["max", "min"] | None = None
+    #: The scale a strategy compares values on: None = log10 for counts (params, compression,
+    #: FLOPs: they span orders of magnitude), linear for everything else.
+    scale: Literal["log", "linear"] | None = None
 
     @property
     def sense(self) -> str:

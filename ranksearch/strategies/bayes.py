@@ -68,6 +68,10 @@ class OptunaStrategy(Strategy):
     def __init__(self, space: Any, **kwargs: Any) -> None:
         super().__init__(space, **kwargs)
         sampler, n_startup, startup, batch_size, sampler_options = self._settings()
+        if self._deterministic() and sampler != "gp":
+            raise StrategyError(f"strategy '{self.name}': deterministic=true is an option of the GP "
+                                f"sampler (it fits no observation noise), not of '{sampler}'; "
+                                "set sampler: gp or drop deterministic")
         if sampler == "botorch":
             try:
                 import botorch  # noqa: F401
@@ -95,6 +99,9 @@ class OptunaStrategy(Strategy):
         """(sampler, n_startup, startup, batch_size, sampler options) from `self.opts`."""
         raise NotImplementedError
 
+    def _deterministic(self) -> bool:
+        return bool(getattr(self.opts, "deterministic", False))
+
     # -- study --------------------------------------------------------------------------------
     def _make_sampler(self, seed: int) -> Any:
         import optuna
@@ -107,6 +114,8 @@ class OptunaStrategy(Strategy):
             return optuna.samplers.TPESampler(seed=seed, **opts)
         if self.sampler_name == "gp":
             opts.setdefault("n_startup_trials", self.n_startup if self.startup == "sampler" else 0)
+            if self._deterministic():
+                opts.setdefault("deterministic_objective", True)
             return optuna.samplers.GPSampler(seed=seed, **opts)
         if self.sampler_name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, **opts)
@@ -284,6 +293,9 @@ class BayesOptions(StrategyOptions):
                           "the compression axis, or by the sampler", choices=("spread", "sampler"))
     batch_size: int | None = option(None, "configurations out at once (None: the space's "
                                     "max_concurrent)", low=1)
+    deterministic: bool = option(False, "the objectives give the same values every time a "
+                                 "configuration is evaluated (a table lookup, a seeded "
+                                 "simulator): the GP sampler then fits no observation noise")
 
 
 @dataclass(frozen=True)
