@@ -20,7 +20,10 @@ resume it reuses), all within 600 full-epoch equivalents:
    completed trial within each target is that target's point (one training serves several).
 4. final: every learned rank vector, each search's points, and the equal-rank TRN of the largest
    equal rank within each target, trained with the production recipe (20 epochs, dense warm
-   start); the test split is read once per trained configuration.
+   start); the test split is read once per trained configuration. `--recipe-from DIR` trains
+   them all with the recipe a `ranksearch bench recipe` run in DIR found instead (its winner's
+   values applied to the production recipe, as `ranksearch train` applies a rank-config file's),
+   and charges that run's tuning samples to the total.
 
 Printed per target: ours (learned ranks, final training), the equal-rank TRN, Cao 2024's
 published point (its own compression count; read off its plot, +-0.2 pp), with samples,
@@ -166,10 +169,32 @@ class FrontBench(PstrnBench):
                 best = list(ranks)
         return best
 
+    def recipe(self) -> dict[str, Any]:
+        """The final trainings' values: none (the production recipe), or the winner of the
+        `bench recipe` run in `--recipe-from`, read once and kept (a resumed run trains with the
+        values it started with)."""
+        src = self.args.recipe_from
+        have = self.state.get("recipe")
+        if have is not None:
+            if src is not None and Path(src).resolve() != Path(have["from"]):
+                raise BenchError(f"--recipe-from {src}: this work folder's finals use the recipe from "
+                                 f"{have['from']}; give that folder or a new --workdir")
+            return have
+        if src is None:
+            return {"from": None, "hparams": {}, "samples": 0, "seconds": 0.0}
+        self.state["recipe"] = {**shared_recipe(src), "from": str(Path(src).resolve())}
+        self.save()
+        self.log(f"final trainings with the recipe found in {src}: {self.state['recipe']['hparams']}")
+        return self.state["recipe"]
+
+    def final_job(self, key: str, ranks: list[int], hparams: dict[str, Any] | None = None) -> dict[str, Any]:
+        return super().final_job(key, ranks, {**self.recipe()["hparams"], **(hparams or {})})
+
     # all --------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         t0 = time.time()
         self.dense()
+        self.recipe()
         self.search(STRATEGY)
         # the learned points first, then the searches' points, then the equal-rank baselines:
         # an interrupted run has the front before its comparison rows
@@ -251,8 +276,9 @@ class FrontBench(PstrnBench):
                                 "seconds": eq_final["seconds"]}
             points.append(row)
         searches = self.state.get("searches", {})
+        recipe = self.recipe()
         total = dense["samples"] + sum(r["samples"] for r in searches.values()) \
-            + sum(r["samples"] for r in finals.values())
+            + sum(r["samples"] for r in finals.values()) + recipe["samples"]
         baselines = sum(r["samples"] for k, r in finals.items() if k.startswith("equal:"))
         anchors = []
         for p in PSTRN_POINTS:
@@ -271,11 +297,26 @@ class FrontBench(PstrnBench):
                "pstrn": anchors, "search_samples": search["samples"],
                "total_samples": total, "total_epoch_equivalents": round(total / n, 1),
                "baseline_samples": baselines, "searches": {k: r["samples"] for k, r in searches.items()},
+               "recipe": recipe,
                "budget_epoch_equivalents": BUDGET_EPOCHS, "within_budget": total <= self.budget_samples,
                "wall_seconds": round(self.state.get("wall_seconds", 0.0))}
         (self.work / "report.json").write_text(json.dumps(out, indent=1))
         (self.work / "report.md").write_text(markdown_table(out))
         return out
+
+
+def shared_recipe(src: str) -> dict[str, Any]:
+    """The winner of the `bench recipe` run in folder `src`: its values and its tuning's cost."""
+    try:
+        state = json.loads((Path(src) / "bench.json").read_text())
+        search = next(iter(state["searches"].values()))
+        out = {"hparams": dict(state["winner"]["hparams"]), "samples": int(search["samples"]),
+               "seconds": float(search["seconds"] or 0.0)}
+    except (OSError, KeyError, ValueError, TypeError, StopIteration, AttributeError):
+        raise BenchError(f"--recipe-from {src}: no finished recipe search there (bench.json with a "
+                         "'winner' from `ranksearch bench recipe`); run that bench first or leave "
+                         "--recipe-from out") from None
+    return out
 
 
 def _key(kind: str, target: float) -> str:
@@ -317,6 +358,11 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"equivalents of {report['budget_epoch_equivalents']} allowed "
             f"({'within' if report['within_budget'] else 'OVER'} budget; the equal-rank baselines "
             f"{report.get('baseline_samples', 0) / n:,.1f} of them); wall {report['wall_seconds'] / 60:.0f} min.\n")
+    recipe = report.get("recipe") or {}
+    if recipe.get("from"):
+        foot += (f"Final trainings with the recipe found by `bench recipe` in {recipe['from']} "
+                 f"({recipe['samples'] / n:,.1f} full-epoch equivalents of tuning, in the total): "
+                 f"{json.dumps(recipe['hparams'], sort_keys=True)}.\n")
     return head + "\n".join(lines) + "\n" + foot
 
 
@@ -339,6 +385,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--search-budget", default="100ep", help="each further search's budget (default: %(default)s)")
     p.add_argument("--search-epochs", type=int, default=3,
                    help="passes over the subset per search trial, MO-ASHA after 1 (default: %(default)s)")
+    p.add_argument("--recipe-from", default=None,
+                   help="a `ranksearch bench recipe` work folder: final trainings use the recipe it found "
+                        "(its tuning counted in the total); default: the space's production recipe")
     p.add_argument("--workers", type=int, default=2, help="trials / final trainings at once (default: %(default)s)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: WORKDIR/mlruns)")
     p.add_argument("--name-prefix", default="bench-front", help="search name (default: %(default)s)")
@@ -370,6 +419,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise BenchError(f"--finetune-epochs must be at least 0 (got {a.finetune_epochs})")
     if not Path(a.space).is_file():
         raise BenchError(f"space file {a.space!r} not found")
+    if a.recipe_from is not None:
+        shared_recipe(a.recipe_from)  # refused here, before anything runs
     # what `PstrnBench` reads that this benchmark fixes
     a.strategies, a.budget, a.trial_epochs, a.final_top = [STRATEGY, *a.searches], len(a.targets), a.gated_epochs, 1
     return a

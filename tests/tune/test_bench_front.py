@@ -77,9 +77,42 @@ def test_front_learns_trains_and_reports_every_target_and_resumes(ray_runtime, t
     (["--searches", "random+seeds"], "+learned"),
     (["--searches", "random,random"], "distinct"),
     (["--search-budget", "lots"], "--search-budget"),
+    (["--recipe-from", "no-such-folder"], "no finished recipe search"),
 ])
 def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys, args, message):
     work = tmp_path / "w"
     assert front.main(args + ["--workdir", str(work)]) == 2
     assert message in capsys.readouterr().err
     assert not work.exists()
+
+
+def _recipe_folder(path, hparams, samples):
+    """What `ranksearch bench recipe` leaves in its work folder (the parts `--recipe-from` reads)."""
+    path.mkdir()
+    (path / "bench.json").write_text(json.dumps({
+        "searches": {"recipe": {"name": "bench-recipe-recipe", "samples": samples, "seconds": 12.5}},
+        "winner": {"hparams": hparams, "ranks": [4, 4], "val_accuracy": 0.9}}))
+    return path
+
+
+def test_recipe_from_trains_every_final_with_the_found_values_and_charges_their_tuning(tmp_path):
+    values = {"training.optimizer.lr": 0.003, "training.label_smoothing": 0.05}
+    src = _recipe_folder(tmp_path / "recipe", values, 123_000)
+    work = tmp_path / "w"
+    bench = front.FrontBench(front.parse_args([str(QUICKSTART), "--workdir", str(work),
+                                               "--recipe-from", str(src)]))
+    assert bench.recipe()["hparams"] == values and bench.recipe()["samples"] == 123_000
+    assert bench.final_job("learned:9x", [4] * 5)["hparams"] == values
+    # a joint search's own values win over the recipe's where both set one
+    assert bench.final_job("x", [4] * 5, {"training.label_smoothing": 0.1})["hparams"] == \
+        {"training.optimizer.lr": 0.003, "training.label_smoothing": 0.1}
+    # kept in the work folder: started again without the flag, the same values; with another, refused
+    again = front.FrontBench(front.parse_args([str(QUICKSTART), "--workdir", str(work)]))
+    assert again.recipe()["hparams"] == values
+    other = _recipe_folder(tmp_path / "other", {"training.optimizer.lr": 0.01}, 1)
+    clash = front.FrontBench(front.parse_args([str(QUICKSTART), "--workdir", str(work), "--recipe-from", str(other)]))
+    with pytest.raises(front.BenchError, match="use the recipe from"):
+        clash.recipe()
+    # without the flag the finals train the production recipe (no values)
+    plain = front.FrontBench(front.parse_args([str(QUICKSTART), "--workdir", str(tmp_path / "p")]))
+    assert "hparams" not in plain.final_job("learned:9x", [4] * 5) and plain.recipe()["samples"] == 0
