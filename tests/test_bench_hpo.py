@@ -97,3 +97,22 @@ def test_deterministic_is_an_option_of_the_gp_sampler_only():
     assert s._study.sampler._deterministic is True
     with pytest.raises(StrategyError, match="deterministic=true is an option of the GP sampler"):
         get("bayes", space, seed=0, budget=20, deterministic=True)
+
+
+def test_bayes_tells_a_repeated_configuration_once():
+    """TPE proposes configurations it has seen (a quarter of its proposals here): the study gets
+    each measurement once as a COMPLETE trial and every repeat as FAILED (ignored by samplers);
+    telling repeats their value again made TPE's good-density pile up on them."""
+    from optuna.trial import TrialState
+
+    from ranksearch.strategies import get
+
+    space = hpo.space_for("cifar10", 80)
+    s = get("bayes", space, seed=0, budget=80)
+    for i in range(80):
+        p = s.ask_proposal()
+        s.tell(f"t{i}", evaluate(space, p.ranks, p.hparams, trial_id=f"t{i}"))
+    trials = s._study.get_trials(deepcopy=False)
+    complete = [tuple(sorted(t.params.items())) for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == len(set(complete)) == 80
+    assert sum(t.state == TrialState.FAIL for t in trials) > 0  # repeats were proposed, and failed
