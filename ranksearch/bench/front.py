@@ -182,7 +182,7 @@ class FrontBench(PstrnBench):
             return have
         if src is None:
             return {"from": None, "hparams": {}, "samples": 0, "seconds": 0.0}
-        self.state["recipe"] = {**shared_recipe(src), "from": str(Path(src).resolve())}
+        self.state["recipe"] = {**self.args.recipe_found, "from": str(Path(src).resolve())}
         self.save()
         self.log(f"final trainings with the recipe found in {src}: {self.state['recipe']['hparams']}")
         return self.state["recipe"]
@@ -419,8 +419,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise BenchError(f"--finetune-epochs must be at least 0 (got {a.finetune_epochs})")
     if not Path(a.space).is_file():
         raise BenchError(f"space file {a.space!r} not found")
-    if a.recipe_from is not None:
-        shared_recipe(a.recipe_from)  # refused here, before anything runs
+    # read (and refused) here, before anything runs
+    a.recipe_found = None if a.recipe_from is None else shared_recipe(a.recipe_from)
     # what `PstrnBench` reads that this benchmark fixes
     a.strategies, a.budget, a.trial_epochs, a.final_top = [STRATEGY, *a.searches], len(a.targets), a.gated_epochs, 1
     return a

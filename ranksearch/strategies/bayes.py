@@ -77,7 +77,7 @@ class OptunaStrategy(Strategy):
     def __init__(self, space: Any, **kwargs: Any) -> None:
         super().__init__(space, **kwargs)
         sampler, n_startup, startup, batch_size, sampler_options = self._settings()
-        if self._deterministic() and sampler != "gp":
+        if "deterministic_objective" in (sampler_options or {}) and sampler != "gp":
             raise StrategyError(f"strategy '{self.name}': deterministic=true is an option of the GP "
                                 f"sampler (it fits no observation noise), not of '{sampler}'; "
                                 "set sampler: gp or drop deterministic")
@@ -109,9 +109,6 @@ class OptunaStrategy(Strategy):
         """(sampler, n_startup, startup, batch_size, sampler options) from `self.opts`."""
         raise NotImplementedError
 
-    def _deterministic(self) -> bool:
-        return bool(getattr(self.opts, "deterministic", False))
-
     # -- study --------------------------------------------------------------------------------
     def _make_sampler(self, seed: int) -> Any:
         import optuna
@@ -124,8 +121,6 @@ class OptunaStrategy(Strategy):
             return optuna.samplers.TPESampler(seed=seed, **opts)
         if self.sampler_name == "gp":
             opts.setdefault("n_startup_trials", self.n_startup if self.startup == "sampler" else 0)
-            if self._deterministic():
-                opts.setdefault("deterministic_objective", True)
             return optuna.samplers.GPSampler(seed=seed, **opts)
         if self.sampler_name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, **opts)
@@ -330,7 +325,8 @@ class BayesSearch(OptunaStrategy):
 
     def _settings(self) -> tuple[str, int, str, int | None, dict[str, Any]]:
         o = self.opts
-        return o.sampler, o.n_startup, o.startup, o.batch_size, {}
+        return o.sampler, o.n_startup, o.startup, o.batch_size, (
+            {"deterministic_objective": True} if o.deterministic else {})
 
 
 class OptunaNSGA2(OptunaStrategy):
