@@ -423,6 +423,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.recipe_found = None if a.recipe_from is None else shared_recipe(a.recipe_from)
     # what `PstrnBench` reads that this benchmark fixes
     a.strategies, a.budget, a.trial_epochs, a.final_top = [STRATEGY, *a.searches], len(a.targets), a.gated_epochs, 1
+    a.max_params, a.dense_from = None, None
     return a
 
 

@@ -13,13 +13,15 @@ service's own resume; final trainings from their per-epoch checkpoints):
 1. dense: the dense LeNet-5 trained once with the space's production recipe
    (`final_training`, 20 epochs). It is the dense baseline row, the warm start of every trial
    and final training (cores decomposed from it, `from_dense`), and its samples are charged to
-   every strategy that uses it.
+   every strategy that uses it. `--dense-from DIR` reuses the one another bench (`bench front`,
+   `bench recipe`, `bench pstrn`) trained in DIR; its cost is still charged.
 2. search, per strategy: a real search (Ray Tune, MLflow) on the training split with validation
    carved from it. Trials start from the dense weights, train on a fixed stratified subset of
    the training images (`--subset`) for up to `--trial-epochs` passes, and the ASHA scheduler
    stops the weaker ones after `--grace` passes. The question is the best accuracy at
    compression >= 8.8x, so the search maximises validation accuracy under that size cap
-   (`constraints.max_params`; PSTRN-S likewise searches accuracy alone). With two objectives
+   (`constraints.max_params`; PSTRN-S likewise searches accuracy alone; `--max-params` sets
+   another cap, e.g. an earlier answer's size, to ask for lower error at no lower compression). With two objectives
    (accuracy and compression) 40 trials spread over the whole 8.8x-250x range and few land
    near the cap: measured, the most accurate configurations found had 19k-34k parameters.
    `NAME+seeds` (e.g. `pstrn+seeds`) first proposes equal-rank configurations and ones shaped
@@ -40,6 +42,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -143,8 +146,7 @@ class PstrnBench:
         self.state_path = self.work / STATE_FILE
         self.state: dict[str, Any] = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         self.n_full = self._n_full()
-        dense_params = self.space.dense_params
-        self.max_params = math.floor(dense_params / TARGET_COMPRESSION)
+        self.max_params = args.max_params or math.floor(self.space.dense_params / TARGET_COMPRESSION)
         self.budget_samples = int(PSTRN_SAMPLES * BUDGET_FRACTION)
 
     def _n_full(self) -> int:
@@ -163,6 +165,14 @@ class PstrnBench:
     # stage 1 ----------------------------------------------------------------------------------
     def dense(self) -> dict[str, Any]:
         if "dense" in self.state:
+            return self.state["dense"]
+        if self.args.dense_from is not None:
+            other = Path(self.args.dense_from).resolve()
+            row = shared_dense(self.args.dense_from)
+            shutil.copyfile(other / "dense.pt", self.work / "dense.pt")
+            self.state["dense"] = dict(row, shared_from=str(other))
+            self.save()
+            self.log(f"dense: reused from {other} (val {row['val_accuracy']:.4f}; its cost still counted)")
             return self.state["dense"]
         epochs = _final_recipe(self.space, init="scratch").epochs
         self.log(f"dense {self.space.config.model.name}: production recipe, {epochs} epochs")
@@ -439,6 +449,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trial-epochs", type=int, default=3, help="passes over the subset (default: %(default)s)")
     p.add_argument("--grace", type=int, default=1, help="MO-ASHA's first rung, in passes (default: %(default)s)")
     p.add_argument("--final-top", type=int, default=2, help="front members trained in full, at most 5 (default: %(default)s)")
+    p.add_argument("--max-params", type=int, default=None,
+                   help=f"the searches' size cap (default: the dense net's / {TARGET_COMPRESSION:g}, PSTRN-M's compression)")
+    p.add_argument("--dense-from", default=None,
+                   help="a bench work folder (bench pstrn, front, recipe) whose dense network to reuse; its cost is still counted")
     p.add_argument("--workers", type=int, default=2, help="trials / final trainings at once (default: %(default)s)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: WORKDIR/mlruns)")
     p.add_argument("--name-prefix", default="bench-pstrn", help="search names (default: %(default)s)")
@@ -456,11 +470,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag in ("budget", "subset", "trial_epochs", "grace", "workers"):
         if getattr(a, flag) < 1:
             raise BenchError(f"--{flag.replace('_', '-')} must be at least 1 (got {getattr(a, flag)})")
+    if a.max_params is not None and a.max_params < 1:
+        raise BenchError(f"--max-params must be at least 1 (got {a.max_params})")
+    if a.dense_from is not None:
+        shared_dense(a.dense_from)
     if a.grace > a.trial_epochs:
         raise BenchError(f"--grace {a.grace} is more than --trial-epochs {a.trial_epochs}")
     if not Path(a.space).is_file():
         raise BenchError(f"space file {a.space!r} not found")
     return a
+
+
+def shared_dense(src: str) -> dict[str, Any]:
+    """The dense stage another bench finished in folder `src` (its bench.json row)."""
+    other = Path(src)
+    try:
+        row = json.loads((other / STATE_FILE).read_text())["dense"]
+        if not (other / "dense.pt").is_file():
+            raise KeyError("dense.pt")
+    except (OSError, KeyError, ValueError, TypeError):
+        raise BenchError(f"--dense-from {src}: no finished dense stage there (bench.json with a 'dense' "
+                         "entry, and dense.pt); run that bench first or leave --dense-from out") from None
+    return row
 
 
 def run_stages(argv: list[str] | None, parse: Callable[[list[str] | None], argparse.Namespace],

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ranksearch.bench.pstrn import PSTRN_FASHION_M, BenchError, PstrnBench, run_stages
+from ranksearch.bench.pstrn import PSTRN_FASHION_M, BenchError, PstrnBench, run_stages, shared_dense
 
 DEFAULT_SPACE = "search_spaces/pstrn_m_recipe_fashion.yaml"
 SEARCH = "recipe"
@@ -49,19 +48,6 @@ class RecipeBench(PstrnBench):
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__(args)
         self.ranks = list(args.ranks or PSTRN_FASHION_M.ranks)
-
-    # stage 1 ----------------------------------------------------------------------------------
-    def dense(self) -> dict[str, Any]:
-        src = self.args.dense_from
-        if "dense" in self.state or src is None:
-            return super().dense()
-        other = Path(src).resolve()
-        row = _shared_dense(src)
-        shutil.copyfile(other / "dense.pt", self.work / "dense.pt")
-        self.state["dense"] = dict(row, shared_from=str(other))
-        self.save()
-        self.log(f"dense: reused from {other} (val {row['val_accuracy']:.4f}; its cost still counted)")
-        return self.state["dense"]
 
     # stage 2 ----------------------------------------------------------------------------------
     def search_space(self, strategy: str) -> Any:
@@ -145,19 +131,6 @@ class RecipeBench(PstrnBench):
         return out
 
 
-def _shared_dense(src: str) -> dict[str, Any]:
-    """The dense stage another bench finished in folder `src` (its bench.json row)."""
-    other = Path(src)
-    try:
-        row = json.loads((other / "bench.json").read_text())["dense"]
-        if not (other / "dense.pt").is_file():
-            raise KeyError("dense.pt")
-    except (OSError, KeyError, ValueError, TypeError):
-        raise BenchError(f"--dense-from {src}: no finished dense stage there (bench.json with a 'dense' "
-                         "entry, and dense.pt); run that bench first or leave --dense-from out") from None
-    return row
-
-
 def markdown_table(report: dict[str, Any]) -> str:
     s, d = report["search"], report["dense"]
     head = (f"Ranks {','.join(map(str, report['ranks']))}: {report['params']:,} parameters, "
@@ -215,14 +188,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if getattr(a, flag) < 1:
             raise BenchError(f"--{flag} must be at least 1 (got {getattr(a, flag)})")
     if a.dense_from is not None:
-        _shared_dense(a.dense_from)
+        shared_dense(a.dense_from)
     # the space, ranks and budget as the search will take them, before any folder is made
     from ranksearch.checks import check_space
     from ranksearch.space import load_space
 
     check_space(load_space(a.space), budget=a.budget, fix_ranks=list(a.ranks or PSTRN_FASHION_M.ranks))
     # what `PstrnBench` reads that this benchmark fixes
-    a.strategies, a.final_top = [SEARCH], 1
+    a.strategies, a.final_top, a.max_params = [SEARCH], 1, None
     return a
 
 

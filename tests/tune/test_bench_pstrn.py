@@ -74,7 +74,40 @@ def test_a_joint_search_trains_its_answer_with_the_values_it_found(ray_runtime, 
     assert "trained with the values its search found" in capsys.readouterr().out
 
 
+def test_max_params_caps_the_search_and_dense_from_reuses_another_benchs_dense_net(ray_runtime, tmp_path):
+    """`--max-params` is the size cap of the search, its finals and the equal-rank row;
+    `--dense-from` copies another bench's dense net (and charges its cost) instead of training one."""
+    first = tmp_path / "first"
+    base = [str(QUICKSTART), "--strategies", "random", "--budget", "3", "--subset", "300",
+            "--trial-epochs", "1", "--final-top", "1"]
+    assert pstrn.main(base + ["--workdir", str(first)]) == 0
+    default_cap = json.loads((first / "report.json").read_text())["max_params"]
+    space = load_space(QUICKSTART)
+    cap = count_params(space, space.equal_ranks(4))  # well under the default cap
+    assert cap < default_cap
+    work = tmp_path / "capped"
+    assert pstrn.main(base + ["--workdir", str(work), "--max-params", str(cap), "--dense-from", str(first)]) == 0
+    state = json.loads((work / "bench.json").read_text())
+    report = json.loads((work / "report.json").read_text())
+    assert report["max_params"] == cap
+    trials = [t for t in state["searches"]["random"]["trials"] if t["status"] == "ok"]
+    assert trials and all(t["params"] <= cap for t in trials)
+    assert all(r["params"] <= cap for r in state["finals"].values())
+    assert state["finals"]["equal"]["ranks"] == list(space.equal_ranks(4))
+    # the dense net is the first bench's, bit for bit, and its samples are charged as before
+    first_dense = json.loads((first / "bench.json").read_text())["dense"]
+    assert state["dense"]["shared_from"] == str(first.resolve())
+    assert {k: v for k, v in state["dense"].items() if k != "shared_from"} == first_dense
+    assert (work / "dense.pt").read_bytes() == (first / "dense.pt").read_bytes()
+    assert not (work / "final" / "dense").exists()  # nothing trained for it
+    ours = next(r for r in report["rows"] if r["row"] == "ranksearch random")
+    assert ours["samples"] == first_dense["samples"] + state["searches"]["random"]["samples"] + sum(
+        r["samples"] for k, r in state["finals"].items() if k.startswith("random:"))
+
+
 @pytest.mark.parametrize("args,message", [
+    (["--max-params", "0"], "--max-params must be at least 1"),
+    (["--dense-from", "nowhere"], "no finished dense stage"),
     (["--strategies", "nope"], "valid strategies"),
     (["--final-top", "6"], "1 to 5"),
     (["--grace", "4", "--trial-epochs", "3"], "--grace 4"),
