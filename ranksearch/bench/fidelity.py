@@ -411,12 +411,45 @@ def prepare_space(space_arg: str | Path, *, epochs: int | None = None, subset: f
     return type(space).from_dict(data, source=str(path))
 
 
+def _run_seed(space: SearchSpace, seed: int, budget: Budget, *, strategies: Sequence[str],
+              schedulers: Sequence[str], workers: int, grace: int, eta: int, workdir: str | Path | None,
+              progress: Callable[[str], Any] | None = None) -> tuple[list[RunRecord], int, float]:
+    """Every (strategy, scheduler) of one seed on one set of shared curves; returns the records,
+    the configuration-epochs trained and the seconds spent training."""
+    records: list[RunRecord] = []
+    with tempfile.TemporaryDirectory(prefix="rs-fidelity-") as tmp:
+        curves = Curves(space, workdir or tmp)
+        for strategy in strategies:
+            for scheduler in schedulers:
+                rec = run_one(space, strategy, scheduler, seed, budget, curves, workers=workers,
+                              grace=grace, eta=eta)
+                records.append(rec)
+                if progress:
+                    progress(f"{strategy:>7} {scheduler:<12} seed {seed}: hv {rec.final:.4f} after "
+                             f"{rec.spent_epochs:.1f} ep ({rec.trials} trials, {rec.pruned} stopped)")
+    return records, curves.epochs_trained, curves.seconds
+
+
+def _run_seed_in_worker(space: SearchSpace, seed: int, budget: Budget, kwargs: dict[str, Any],
+                        verbose: bool) -> tuple[list[RunRecord], int, float]:
+    """`_run_seed` in a worker process (its progress lines go to that process's stderr)."""
+    return _run_seed(space, seed, budget, **kwargs, progress=_to_stderr if verbose else None)
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run_benchmark(space: SearchSpace, *, budget: str | Budget, seeds: int = 5,
                   strategies: Sequence[str] = STRATEGIES, schedulers: Sequence[str] = SCHEDULERS,
                   workers: int | None = None, grace: int | None = None, eta: int | None = None,
-                  workdir: str | Path | None = None,
+                  workdir: str | Path | None = None, jobs: int = 1,
                   progress: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """Every (strategy, scheduler, seed) at the same budget; returns a JSON-able report."""
+    """Every (strategy, scheduler, seed) at the same budget; returns a JSON-able report.
+
+    `jobs` > 1 runs that many seeds at once in worker processes, each with its own curves (the
+    runs of one seed share most configurations, different seeds few, so little training is
+    repeated; a configuration's curve does not depend on which process trained it)."""
     from ranksearch.strategies import available
     from ranksearch.training import full_train_size
 
@@ -443,26 +476,38 @@ def run_benchmark(space: SearchSpace, *, budget: str | Budget, seeds: int = 5,
     eta = eta if eta is not None else (spec.reduction_factor if spec and spec.name == "mo_asha" else 3)
     workers = workers or space.config.resources.max_concurrent
     budget_epochs = parsed.samples(full_train_size(space)) / full_train_size(space)
+    if jobs < 1:
+        raise FidelityBenchError(f"--jobs {jobs}: give at least 1")
     t0 = time.perf_counter()
+    kwargs = {"strategies": list(strategies), "schedulers": list(schedulers), "workers": workers,
+              "grace": grace, "eta": eta}
     records: list[RunRecord] = []
-    with tempfile.TemporaryDirectory(prefix="rs-fidelity-") as tmp:
-        curves = Curves(space, workdir or tmp)
-        for seed in range(seeds):
-            for strategy in strategies:
-                for scheduler in schedulers:
-                    rec = run_one(space, strategy, scheduler, seed, parsed, curves, workers=workers,
-                                  grace=grace, eta=eta)
-                    records.append(rec)
-                    if progress:
-                        progress(f"{strategy:>7} {scheduler:<12} seed {seed}: hv {rec.final:.4f} after "
-                                 f"{rec.spent_epochs:.1f} ep ({rec.trials} trials, {rec.pruned} stopped)")
+    epochs_trained, train_seconds = 0, 0.0
+    if jobs == 1:
+        results = [_run_seed(space, seed, parsed, **kwargs, workdir=workdir, progress=progress)
+                   for seed in range(seeds)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent may hold torch's thread pools, which a forked child inherits broken
+        with ProcessPoolExecutor(max_workers=min(jobs, seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_seed_in_worker, space, seed, parsed,
+                                   {**kwargs, "workdir": Path(workdir) / f"seed-{seed}" if workdir else None},
+                                   progress is not None)
+                       for seed in range(seeds)]
+            results = [f.result() for f in futures]
+    for seed_records, trained, seconds in results:
+        records.extend(seed_records)
+        epochs_trained += trained
+        train_seconds += seconds
     summaries = summarise(records, budget_epochs)
     return {
         "space": space.name, "budget": str(parsed), "budget_epochs": budget_epochs,
         "max_epochs": int(space.config.training.epochs), "subset": space.config.training.subset,
         "grace": grace, "eta": eta, "workers": workers, "seeds": seeds,
         "reference": list(space.config.hypervolume.reference),
-        "epochs_trained": curves.epochs_trained, "train_seconds": round(curves.seconds, 2),
+        "jobs": jobs, "epochs_trained": epochs_trained, "train_seconds": round(train_seconds, 2),
         "seconds": round(time.perf_counter() - t0, 2),
         "summaries": [s.to_dict() for s in summaries], "runs": [r.to_dict() for r in records],
     }
@@ -525,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--schedulers", default=",".join(SCHEDULERS))
     parser.add_argument("--workers", type=int, default=None, help="trials in flight (default: the space's)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds run at once, one process each (default: %(default)s; 2 on a 2-core machine)")
     parser.add_argument("--grace", type=int, default=None, help="first rung, in epochs (default: the space's or 1)")
     parser.add_argument("--eta", type=int, default=None, help="reduction factor (default: the space's or 3)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the space's)")
@@ -542,8 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run_benchmark(space, budget=budget, seeds=args.seeds,
                                strategies=[s for s in args.strategies.split(",") if s],
                                schedulers=[s for s in args.schedulers.split(",") if s],
-                               workers=args.workers, grace=args.grace, eta=args.eta,
-                               progress=lambda m: print(m, file=sys.stderr, flush=True))
+                               workers=args.workers, grace=args.grace, eta=args.eta, jobs=args.jobs,
+                               progress=_to_stderr)
     except (RanksearchError, ValueError) as exc:
         print(f"ranksearch bench fidelity: {exc}", file=sys.stderr)
         return 2

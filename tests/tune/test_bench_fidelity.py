@@ -79,6 +79,22 @@ def test_a_run_is_reproducible_from_its_seed(space, tmp_path):
     assert one.curve == two.curve and one.pruned == two.pruned and one.trials == two.trials
 
 
+def test_seeds_in_worker_processes_give_the_runs_of_one_process(space, report, tmp_path):
+    """--jobs 2: each seed in its own spawned process with its own curves, the same runs."""
+    parallel = fidelity.run_benchmark(space, budget="12ep", seeds=2, strategies=["random"],
+                                      schedulers=["fifo", "mo_asha"], workers=2, grace=1, eta=3, jobs=2,
+                                      workdir=tmp_path)
+    assert parallel["jobs"] == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["seed-0", "seed-1"]
+    serial = {(r["strategy"], r["scheduler"], r["seed"]): r for r in report["runs"]}
+    assert len(parallel["runs"]) == 4
+    for run in parallel["runs"]:
+        twin = serial[(run["strategy"], run["scheduler"], run["seed"])]
+        assert run["curve"] == twin["curve"] and run["trials"] == twin["trials"], run
+    assert parallel["epochs_trained"] > 0 and parallel["train_seconds"] > 0
+    with pytest.raises(fidelity.FidelityBenchError, match="--jobs 0"):
+        fidelity.run_benchmark(space, budget="12ep", seeds=1, jobs=0)
+
+
 def test_cli_writes_the_report_and_refuses_a_trial_budget(tmp_path, capsys):
     out = tmp_path / "out"
     code = fidelity.main(["digits", "--epochs", "2", "--budget", "5ep", "--seeds", "1", "--strategies", "random",
