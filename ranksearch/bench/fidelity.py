@@ -430,12 +430,6 @@ def _run_seed(space: SearchSpace, seed: int, budget: Budget, *, strategies: Sequ
     return records, curves.epochs_trained, curves.seconds
 
 
-def _run_seed_in_worker(space: SearchSpace, seed: int, budget: Budget, kwargs: dict[str, Any],
-                        verbose: bool) -> tuple[list[RunRecord], int, float]:
-    """`_run_seed` in a worker process (its progress lines go to that process's stderr)."""
-    return _run_seed(space, seed, budget, **kwargs, progress=_to_stderr if verbose else None)
-
-
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -487,14 +481,12 @@ def run_benchmark(space: SearchSpace, *, budget: str | Budget, seeds: int = 5,
         results = [_run_seed(space, seed, parsed, **kwargs, workdir=workdir, progress=progress)
                    for seed in range(seeds)]
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from ranksearch.bench.pool import worker_pool
 
-        # spawn, not fork: the parent may hold torch's thread pools, which a forked child inherits broken
-        with ProcessPoolExecutor(max_workers=min(jobs, seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_seed_in_worker, space, seed, parsed,
-                                   {**kwargs, "workdir": Path(workdir) / f"seed-{seed}" if workdir else None},
-                                   progress is not None)
+        with worker_pool(min(jobs, seeds)) as pool:
+            futures = [pool.submit(_run_seed, space, seed, parsed, **kwargs,
+                                   workdir=Path(workdir) / f"seed-{seed}" if workdir else None,
+                                   progress=_to_stderr if progress else None)  # a worker reports to its stderr
                        for seed in range(seeds)]
             results = [f.result() for f in futures]
     for seed_records, trained, seconds in results:

@@ -46,11 +46,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ranksearch.anchors import PSTRN_POINTS
+from ranksearch.bench.pool import worker_pool
 from ranksearch.errors import RanksearchError
 
 if TYPE_CHECKING:
@@ -120,16 +120,6 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             "best_epoch": out.best_epoch, "epochs": out.epochs_done, "params": out.params,
             "samples": out.samples_seen, "seconds": round(time.time() - started, 1),
             **({"seed": seed, "hparams": job["hparams"]} if "hparams" in job else {})}
-
-
-def _die_with_parent() -> None:
-    """Pool initializer: a worker ends when the benchmark process does (Linux), so stopping the
-    benchmark never leaves trainings running on their own."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class PstrnBench:
@@ -295,10 +285,7 @@ class PstrnBench:
         if not todo:
             return
         self.log(f"final training: {len(todo)} configurations, {self.args.workers} at a time")
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(self.args.workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_die_with_parent) as pool:
+        with worker_pool(self.args.workers) as pool:
             for row in pool.map(_train_job, todo):
                 finals[row["key"]] = row
                 self.save()
