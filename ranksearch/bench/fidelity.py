@@ -1,7 +1,7 @@
 """Multi-fidelity benchmark: each strategy with FIFO and with MO-ASHA at equal training cost.
 
     ranksearch bench fidelity [SPACE.yaml|digits|fashion] --budget 96ep --seeds 5
-    ranksearch bench fidelity fashion --subset 6000 --epochs 6 --budget 7.2ep --seeds 3
+    ranksearch bench fidelity fashion --subset 3000 --epochs 6 --seeds 5 --jobs 2
 
 Every (strategy, scheduler, seed) run spends the same budget of full-epoch equivalents (passes
 over the dataset's full training set) through one loop: the strategy proposes while the next
@@ -512,13 +512,13 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"{report['space']}: budget {report['budget']} ({report['budget_epochs']:.1f} full-epoch "
              f"equivalents), {report['max_epochs']} epochs per trial, rungs grace {report['grace']} eta "
              f"{report['eta']}, {report['workers']} workers, {report['seeds']} seeds",
-             f"{'strategy':>8} {'scheduler':<12} {'hv@50%':>15} {'hv@100%':>21} {'trials':>6} "
+             f"{'strategy':>8} {'scheduler':<12} {'hv@30%':>7} {'hv@50%':>7} {'hv@100%':>21} {'trials':>6} "
              f"{'stopped':>7} {'vs FIFO':>7} {'99% of FIFO at':>14}"]
+    third, half = round(0.3 * CHECKPOINTS) - 1, CHECKPOINTS // 2 - 1  # checkpoint indices of 30%, 50%
     for s in report["summaries"]:
-        half = CHECKPOINTS // 2 - 1
         vs = [v for v in s["vs_fifo"] if v is not None]
         lines.append(
-            f"{s['strategy']:>8} {s['scheduler']:<12} {s['median'][half]:>15.4f} "
+            f"{s['strategy']:>8} {s['scheduler']:<12} {s['median'][third]:>7.4f} {s['median'][half]:>7.4f} "
             f"{s['median'][-1]:>7.4f} [{s['low'][-1]:.4f}-{s['high'][-1]:.4f}] {s['trials']:>6g} "
             f"{s['pruned']:>7g} {(statistics.median(vs) if vs else math.nan):>7.3f} "
             f"{pct(s['to_99_median']):>14}")

@@ -68,6 +68,9 @@ def test_summary_compares_each_scheduler_with_fifo_of_the_same_strategy_and_seed
     assert 0 < report["epochs_trained"] < consumed
     text = fidelity.format_report(report)
     assert "syne_moasha" in text and "99% of FIFO at" in text
+    row = next(line for line in text.splitlines() if line.split()[:2] == ["bayes", "mo_asha"])
+    s = rows[("bayes", "mo_asha")]
+    assert row.split()[2:4] == [f"{s['median'][2]:.4f}", f"{s['median'][4]:.4f}"]  # hv at 30% and 50%
 
 
 def test_a_run_is_reproducible_from_its_seed(space, tmp_path):
