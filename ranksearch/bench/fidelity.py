@@ -1,6 +1,6 @@
 """Multi-fidelity benchmark: each strategy with FIFO and with MO-ASHA at equal training cost.
 
-    ranksearch bench fidelity [SPACE.yaml|digits|fashion] --budget 96ep --seeds 5
+    ranksearch bench fidelity [SPACE.yaml|digits|fashion] --budget 308ep --seeds 5 --jobs 2
     ranksearch bench fidelity fashion --subset 3000 --epochs 6 --seeds 5 --jobs 2
 
 Every (strategy, scheduler, seed) run spends the same budget of full-epoch equivalents (passes
