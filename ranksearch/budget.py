@@ -10,7 +10,10 @@ budget is enforced by the Searcher adapter: it stops proposing when the next tri
 full budget, would take the search past it (finished trials count what they consumed, running
 ones what they may still consume). Strategies still need a trial count to plan by (PSTRN's
 phases, a GA's generations): `trials_for` estimates it from the expected cost of one trial,
-which a successive-halving scheduler lowers.
+which a successive-halving scheduler lowers. The estimate is only a plan: when a scheduler
+stops more trials than expected and every planned trial was asked with budget left,
+`CostLimit.extra_trials` says how many more to plan (`Strategy.extend_budget`), so the search
+ends because the next trial would not fit, not because the estimate ran out.
 """
 
 from __future__ import annotations
@@ -123,21 +126,47 @@ class CostLimit:
     did not use, so later trials can start.
     """
 
-    def __init__(self, limit_samples: float, trial_samples: float, *, spent: float = 0.0) -> None:
+    def __init__(self, limit_samples: float, trial_samples: float, *, spent: float = 0.0,
+                 expected_fraction: float = 1.0) -> None:
         if trial_samples <= 0:
             raise BudgetError("a cost budget needs the size of one trial in samples (got "
                               f"{trial_samples}); give the budget in trials")
         self.limit = float(limit_samples)
         self.trial_samples = float(trial_samples)
         self.spent = float(spent)  # finished trials and overhead (the dense warm start)
+        #: the share of its full budget one trial is expected to use (below 1 under MO-ASHA)
+        self.expected_fraction = min(1.0, max(float(expected_fraction), 1e-9))
+
+    def _committed(self, running: list[float]) -> float:
+        return self.spent + sum(max(self.trial_samples, seen) for seen in running)
 
     def allows(self, running: list[float]) -> bool:
         """May one more trial start, with these running trials (samples seen so far each)?"""
-        committed = self.spent + sum(max(self.trial_samples, seen) for seen in running)
-        return committed + self.trial_samples <= self.limit + 1e-9
+        return self._committed(running) + self.trial_samples <= self.limit + 1e-9
+
+    def extra_trials(self, running: list[float]) -> int:
+        """How many more trials to plan for once a strategy asked all it planned: what is left
+        after the running trials' full budgets, over one trial's expected cost (at least 1 when
+        one more may start, 0 when none may)."""
+        if not self.allows(running):
+            return 0
+        left = self.limit - self._committed(running)
+        return max(1, math.floor(left / (self.trial_samples * self.expected_fraction) + 1e-9))
 
     def finish(self, samples: float) -> None:
         self.spent += max(0.0, float(samples))
 
     def to_dict(self) -> dict[str, float]:
         return {"limit_samples": self.limit, "spent_samples": self.spent, "trial_samples": self.trial_samples}
+
+
+def plan_more(strategy: Any, limit: CostLimit, running: list[float]) -> int:
+    """Extend `strategy`'s plan when it asked every trial it planned for and `limit` still lets
+    one more start (see the module docstring); returns the trials added (0: none)."""
+    extend = getattr(strategy, "extend_budget", None)
+    if not callable(extend) or strategy.n_asked < strategy.budget:
+        return 0
+    extra = limit.extra_trials(running)
+    if extra:
+        extend(extra)
+    return extra

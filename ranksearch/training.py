@@ -196,20 +196,27 @@ def trial_samples(space: SearchSpace) -> int:
 def planned_trials(space: SearchSpace) -> int:
     """How many trials a strategy plans for: the trial budget, `strategy.max_trials`, or, under a
     cost budget, the budget over one trial's expected cost (lowered by MO-ASHA's rungs)."""
-    from ranksearch.budget import expected_epochs, trials_for
+    from ranksearch.budget import trials_for
 
     spec = space.config.strategy
     if spec.trial_budget is not None:
         return spec.trial_budget
-    fraction = 1.0
-    sched, epochs = space.config.scheduler, space.config.training.epochs
-    if sched is not None and sched.name == "mo_asha" and epochs:
-        from ranksearch.tune.scheduler import rung_epochs
-
-        milestones = rung_epochs(sched.grace_epochs, sched.reduction_factor, epochs)
-        fraction = expected_epochs(epochs, milestones, sched.reduction_factor) / epochs
     return trials_for(spec.cost_budget, trial_samples=trial_samples(space), n_train_full=full_train_size(space),
-                      expected_fraction=fraction)
+                      expected_fraction=expected_fraction(space))
+
+
+def expected_fraction(space: SearchSpace) -> float:
+    """The share of its full budget one trial is expected to train: 1, or less under MO-ASHA's
+    rungs (about 1/eta of a rung's trials go on)."""
+    from ranksearch.budget import expected_epochs
+
+    sched, epochs = space.config.scheduler, space.config.training.epochs
+    if sched is None or sched.name != "mo_asha" or not epochs:
+        return 1.0
+    from ranksearch.tune.scheduler import rung_epochs
+
+    milestones = rung_epochs(sched.grace_epochs, sched.reduction_factor, epochs)
+    return expected_epochs(epochs, milestones, sched.reduction_factor) / epochs
 
 
 # -- optimisation recipe --------------------------------------------------------------------------

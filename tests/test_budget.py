@@ -52,3 +52,25 @@ def test_cost_limit_admits_a_trial_only_when_its_full_cost_fits():
     assert not limit.allows([500])  # a trial past its nominal cost counts what it used: 1050
     with pytest.raises(BudgetError):
         CostLimit(1000, 0)
+
+
+def test_a_plan_that_ran_out_is_extended_while_the_budget_allows_a_trial():
+    from ranksearch.budget import CostLimit, plan_more
+
+    class Planned:  # what plan_more reads of a strategy
+        def __init__(self, budget, asked):
+            self.budget, self.n_asked, self.added = budget, asked, []
+
+        def extend_budget(self, n):
+            self.added.append(n)
+            self.budget += n
+
+    limit = CostLimit(3000, 300, expected_fraction=0.25)  # a trial is expected to use 75 samples
+    assert limit.extra_trials([0]) == 36  # 3000 - 300 (running) = 2700 left, 75 each
+    assert plan_more(Planned(10, 9), limit, [0]) == 0  # one planned trial still to ask
+    s = Planned(10, 10)
+    assert plan_more(s, limit, [0]) == 36 and s.budget == 46 and s.added == [36]
+    full = CostLimit(1000, 300, spent=500)
+    assert full.extra_trials([]) == 1  # 500 left: one full trial fits, and at least one is planned
+    assert full.extra_trials([0]) == 0 and plan_more(Planned(3, 3), full, [0]) == 0  # 800 committed
+    assert plan_more(object(), limit, []) == 0  # a strategy that cannot extend keeps its count

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ranksearch.budget import Budget, BudgetError, CostLimit, expected_epochs, parse_budget, trials_for
+from ranksearch.budget import Budget, BudgetError, CostLimit, expected_epochs, parse_budget, plan_more, trials_for
 from ranksearch.errors import RanksearchError
 from ranksearch.trial import TrialResult
 
@@ -271,7 +271,7 @@ def run_one(space: SearchSpace, strategy_name: str, scheduler: str, seed: int, b
     if "budget" in strategy_options(strategy_name):
         opts.setdefault("budget", planned)
     strategy = get(strategy_name, space, seed=seed, **opts)
-    limit = CostLimit(budget.samples(n_full), per_trial)
+    limit = CostLimit(budget.samples(n_full), per_trial, expected_fraction=fraction)
     archive = FrontArchive.for_space(space, keep_history=False)
     needed = tuple(o.name for o in space.objectives if o.name in COST_OBJECTIVES)
     record = RunRecord(strategy_name, scheduler, seed, budget.samples(n_full) / n_full)
@@ -279,8 +279,11 @@ def run_one(space: SearchSpace, strategy_name: str, scheduler: str, seed: int, b
     clock, consumed, started = 0.0, 0.0, 0
     blocked = False  # the strategy waits for results (a batch strategy between batches)
     while True:
-        while (len(running) < workers and not blocked and not strategy.is_finished()
-               and limit.allows([r.epoch * per_epoch for r in running.values()])):
+        while len(running) < workers and not blocked:
+            seen = [r.epoch * per_epoch for r in running.values()]
+            plan_more(strategy, limit, seen)  # the planned count was an estimate: spend the budget
+            if strategy.is_finished() or not limit.allows(seen):
+                break
             ranks = strategy.ask()
             if ranks is None:
                 blocked = True

@@ -76,10 +76,10 @@ if TYPE_CHECKING:
 STATE_FORMAT = "ranksearch.strategy"
 #: Largest hyperparameter grid whose canonical settings are counted one by one.
 ENUMERATE_LIMIT = 200_000
-#: 3 added "hparams" to asks and results on spaces with hyperparameters; 2 added "seeds";
-#: versions 1 and 2 (rank-only logs) still load
-STATE_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
+#: 4 added "extend" events (a cost budget outlasting the planned trials); 3 added "hparams" to
+#: asks and results on spaces with hyperparameters; 2 added "seeds"; all earlier versions load
+STATE_VERSION = 4
+_READABLE_VERSIONS = (1, 2, 3, 4)
 #: A configuration's identity: its ranks and `HyperSpace.key` of its hyperparameter values.
 Key = tuple[RankConfig, tuple[tuple[str, Any], ...]]
 __all__ = ["ACCURACY", "COST_OBJECTIVES", "Observation", "Proposal", "Strategy", "StrategyError",
@@ -189,6 +189,7 @@ class Strategy:
         self._info: dict[Key, dict[str, Any]] = {}
         self._told: set[str] = set()
         self._events: list[dict[str, Any]] = []
+        self._extended = 0  # trials added to the plan by extend_budget
         self._seed_kinds: dict[Key, str] = {}  # accepted seeds, in order, and their kind
         self.n_asked = 0
         self.observations: list[Observation] = []
@@ -267,6 +268,21 @@ class Strategy:
         self.observations.append(obs)
         self._events.append({"tell": trial_id, "result": _result_record(result)})
         self._observe(obs)
+
+    def extend_budget(self, trials: int) -> None:
+        """Plan `trials` more than the budget this strategy was made with.
+
+        A cost budget (600ep) reaches a strategy as an estimated trial count; when a scheduler
+        stops more trials than estimated, the search asks for more while the cost budget allows
+        (`ranksearch.budget.plan_more`). Strategies that plan by the budget (phases, widths)
+        keep the plan they made and go on in their last stage. The extension is logged, so a
+        resumed search replays it at the same point."""
+        if isinstance(trials, bool) or not isinstance(trials, int | np.integer) or trials < 1:
+            raise StrategyError(f"strategy '{self.name}': extend_budget needs a positive number "
+                                f"of trials, got {trials!r}")
+        self.budget += int(trials)
+        self._extended += int(trials)
+        self._events.append({"extend": int(trials)})
 
     def is_finished(self) -> bool:
         """True when no further configuration will be proposed (budget used or space exhausted)."""
@@ -386,7 +402,7 @@ class Strategy:
             "strategy": self.name,
             "strategy_version": self.version,
             "seed": self.seed,
-            "budget": self.budget,
+            "budget": self.budget - self._extended,  # the plan it was made with; extensions are events
             "options": _jsonable(self.options),
             "seeds": [{"ranks": list(r), "kind": k} for (r, _h), k in self._seed_kinds.items()],
             "events": [dict(e) for e in self._events],
@@ -423,6 +439,8 @@ class Strategy:
                         "different version of the strategy or its libraries")
             elif "tell" in event:
                 self.tell(event["tell"], _result_from_record(event["result"]))
+            elif "extend" in event:
+                self.extend_budget(int(event["extend"]))
             else:
                 raise StrategyError(f"strategy '{self.name}': unknown event in state: {event}")
 

@@ -780,7 +780,7 @@ def _cost_limit(space: SearchSpace, settings: SearchSettings, state: SearchState
     if not settings.cost_budget:
         return None
     from ranksearch.budget import CostLimit, parse_budget
-    from ranksearch.training import full_train_size, trial_samples
+    from ranksearch.training import expected_fraction, full_train_size, trial_samples
 
     spent = float(state.overhead_samples)
     for rec in state.finished_trials:
@@ -788,7 +788,7 @@ def _cost_limit(space: SearchSpace, settings: SearchSettings, state: SearchState
         samples = result.metrics.get("samples_seen") if result else None
         spent += float(samples) if samples is not None and math.isfinite(float(samples)) else 0.0
     limit = parse_budget(settings.cost_budget).samples(full_train_size(space))
-    return CostLimit(limit, trial_samples(space), spent=spent)
+    return CostLimit(limit, trial_samples(space), spent=spent, expected_fraction=expected_fraction(space))
 
 
 def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, session: _Session,

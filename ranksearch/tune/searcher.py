@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ray.tune.search import Searcher
 
-from ranksearch.budget import CostLimit
+from ranksearch.budget import CostLimit, plan_more
 from ranksearch.trial import TrialResult
 from ranksearch.tune.state import Requeued
 from ranksearch.tune.trainable import FINAL_KEY
@@ -129,11 +129,21 @@ class StrategySearcher(Searcher):
             item = self._requeue.popleft()
             return self._launch(tune_id, item.trial_id, tuple(item.ranks), item.info, item.resume_from,
                                 self._hparams[item.trial_id])
-        if self._finished or self.strategy.is_finished():
-            self._finished = True
+        running = [float(self._samples.get(t, 0)) for t in self._live]
+        if not self._finished and self.cost_limit is not None and plan_more(self.strategy, self.cost_limit, running):
+            log.info("strategy '%s' asked every trial it planned and the cost budget has room: planning "
+                     "%d in all", self.strategy.name, self.strategy.budget)
+        if self._finished:
             return Searcher.FINISHED
-        if self.cost_limit is not None and not self.cost_limit.allows(
-                [float(self._samples.get(t, 0)) for t in self._live]):
+        if self.strategy.is_finished():
+            if self.cost_limit is not None and self._live and self.strategy.n_asked >= self.strategy.budget:
+                return None  # a running trial stopped early may leave room to plan more
+            self._finished = True
+            # the plan ran out and plan_more found no room: the cost budget ended the search
+            self.budget_spent = (self.cost_limit is not None and self.strategy.n_asked >= self.strategy.budget
+                                 and not self.cost_limit.allows(running))
+            return Searcher.FINISHED
+        if self.cost_limit is not None and not self.cost_limit.allows(running):
             if not self._live and not self._awaiting_reason:  # nothing left that could free budget
                 self._finished = self.budget_spent = True
                 return Searcher.FINISHED

@@ -82,6 +82,19 @@ def test_a_run_is_reproducible_from_its_seed(space, tmp_path):
     assert one.curve == two.curve and one.pruned == two.pruned and one.trials == two.trials
 
 
+def test_a_run_spends_its_budget_when_the_planned_trial_count_runs_out(space, tmp_path):
+    """The strategy plans 1 trial (an estimate too low): the run still goes on while the next
+    full trial fits the budget, as a FIFO run with the right estimate does."""
+    from ranksearch.budget import parse_budget
+
+    curves = fidelity.Curves(space, tmp_path)
+    short = fidelity.run_one(space, "random", "fifo", 3, parse_budget("8ep"), curves, workers=2,
+                             options={"budget": 1})
+    right = fidelity.run_one(space, "random", "fifo", 3, parse_budget("8ep"), curves, workers=2)
+    assert right.trials == 3 and short.trials == 3  # 2.4 ep-eq each: a fourth would pass 8
+    assert short.spent_epochs == pytest.approx(right.spent_epochs)
+
+
 def test_seeds_in_worker_processes_give_the_runs_of_one_process(space, report, tmp_path):
     """--jobs 2: each seed in its own spawned process with its own curves, the same runs."""
     parallel = fidelity.run_benchmark(space, budget="12ep", seeds=2, strategies=["random"],

@@ -151,6 +151,29 @@ def test_a_cost_limit_stops_proposing_when_the_next_trial_would_not_fit(make):
     assert s.cost_limit.spent == 1000 and not s.strategy.is_finished()
 
 
+def test_a_cost_budget_outlasting_the_planned_trials_extends_the_plan_and_resume_replays_it(make):
+    """A scheduler stopped more trials than the planned count assumed: the search goes on while
+    the next trial fits, and a strategy restored from the log replays the extension."""
+    from ranksearch import strategies
+    from ranksearch.budget import CostLimit
+
+    s, rec = make(budget=2, max_concurrent=4, cost_limit=CostLimit(1000, 300))
+    header = s.strategy.state_dict()
+    assert s.suggest("A") and s.suggest("B")
+    assert s.suggest("C")["trial_id"] == "t0003"  # 2 planned, room for a third: 600 + 300
+    assert s.strategy.budget == 3 and s.suggest("D") is None
+    s.on_trial_complete("A", {**final(0.8), "samples_seen": 100})
+    assert s.suggest("D")["trial_id"] == "t0004" and s.strategy.budget == 4
+    for tid in ("B", "C", "D"):
+        s.on_trial_complete(tid, {**final(0.7), "samples_seen": 300})
+    assert s.suggest("E") == FINISHED and s.budget_spent and s.cost_limit.spent == 1000
+    log = s.strategy.log_since(0)
+    assert [e["extend"] for e in log if "extend" in e] == [1, 1]
+    again = strategies.from_state(s.space, {**header, "events": log})
+    assert again.budget == 4 and again.state_dict()["budget"] == 2 and again.n_asked == 4
+    assert [o.ranks for o in again.observations] == [o.ranks for o in s.strategy.observations]
+
+
 def test_errored_trial_is_told_failed_with_its_reason(make):
     s, rec = make()
     s.suggest("A")
