@@ -47,7 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ranksearch.budget import Budget, BudgetError, CostLimit, expected_epochs, parse_budget, plan_more, trials_for
+from ranksearch.budget import (
+    Budget,
+    BudgetError,
+    CostLimit,
+    expected_epochs,
+    parse_budget,
+    plan_more,
+    trials_for,
+)
 from ranksearch.errors import RanksearchError
 from ranksearch.trial import TrialResult
 
