@@ -275,14 +275,19 @@ class Strategy:
         A cost budget (600ep) reaches a strategy as an estimated trial count; when a scheduler
         stops more trials than estimated, the search asks for more while the cost budget allows
         (`ranksearch.budget.plan_more`). Strategies that plan by the budget (phases, widths)
-        keep the plan they made and go on in their last stage. The extension is logged, so a
-        resumed search replays it at the same point."""
+        plan by `planned_budget`, which an extension leaves alone, and go on in their last
+        stage. The extension is logged, so a resumed search replays it at the same point."""
         if isinstance(trials, bool) or not isinstance(trials, int | np.integer) or trials < 1:
             raise StrategyError(f"strategy '{self.name}': extend_budget needs a positive number "
                                 f"of trials, got {trials!r}")
         self.budget += int(trials)
         self._extended += int(trials)
         self._events.append({"extend": int(trials)})
+
+    @property
+    def planned_budget(self) -> int:
+        """The trials this strategy was made to plan for (its budget before any extension)."""
+        return self.budget - self._extended
 
     def is_finished(self) -> bool:
         """True when no further configuration will be proposed (budget used or space exhausted)."""
@@ -402,7 +407,7 @@ class Strategy:
             "strategy": self.name,
             "strategy_version": self.version,
             "seed": self.seed,
-            "budget": self.budget - self._extended,  # the plan it was made with; extensions are events
+            "budget": self.planned_budget,  # extensions are events
             "options": _jsonable(self.options),
             "seeds": [{"ranks": list(r), "kind": k} for (r, _h), k in self._seed_kinds.items()],
             "events": [dict(e) for e in self._events],

@@ -418,7 +418,8 @@ class PSTRN(_EvolutionBase):
         self._new_algorithm(grid, self._initial_genomes(grid, self._seeds_on(grid)))
 
     def _before_generation(self) -> None:
-        if self.phase + 1 < len(self.steps) and self.n_asked >= self.boundaries[self.phase] * self.budget:
+        if (self.phase + 1 < len(self.steps)
+                and self.n_asked >= self.boundaries[self.phase] * self.planned_budget):
             self._switch()
 
     def _next_phase(self) -> bool:

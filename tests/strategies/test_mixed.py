@@ -294,7 +294,7 @@ def test_an_extended_plan_goes_on_proposing_and_is_replayed_from_the_state(name)
     state = json.loads(json.dumps(a.state_dict()))
     assert state["budget"] == 4 and {"extend": 3} in state["events"]
     b = strategies.from_state(space, state)
-    assert b.budget == 7 and b.n_asked == 5
+    assert b.budget == 7 and b.planned_budget == 4 and b.n_asked == 5
     assert b.ask_proposal() == a.ask_proposal()
     with pytest.raises(StrategyError, match="positive number"):
         a.extend_budget(0)
