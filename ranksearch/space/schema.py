@@ -211,7 +211,8 @@ class StrategySpec(_Frozen):
     name: str = "random"
     #: trials (40), full-epoch equivalents ("600ep") or training samples ("2e6 samples")
     budget: int | str = 20
-    #: the trials a strategy plans for under a cost budget (estimated from the recipe when unset)
+    #: the trials a strategy plans for under a cost budget, and a cap on them (unset: estimated
+    #: from the recipe, and extended while the budget still fits a trial)
     max_trials: int | None = Field(None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
     seeds: tuple[tuple[int, ...] | Literal["equal", "effective", "learned"], ...] = ()

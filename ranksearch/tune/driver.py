@@ -206,6 +206,8 @@ class _Session:
         # a learned-rank trial's ranks are known when it ends (its proposal is a placeholder)
         self.tracker.trial_started(trial_id, () if "learn" in info else ranks, info, hparams=hparams)
         self.counters.running = self.searcher.live if self.searcher else self.counters.running + 1
+        if self.strategy is not None:  # a cost budget may have extended the planned count
+            self.counters.total = max(self.counters.total, int(getattr(self.strategy, "budget", 0)))
         self.display.refresh()
         self._charge(trial_id, t0)
 
@@ -804,7 +806,8 @@ def _make_tuner(space: SearchSpace, settings: SearchSettings, storage: Storage, 
 
     searcher = StrategySearcher(strategy, max_concurrent=settings.workers,
                                 next_index=session.state.next_index, requeue=requeue, listener=session,
-                                cost_limit=_cost_limit(space, settings, session.state))
+                                cost_limit=_cost_limit(space, settings, session.state),
+                                extend_plan=space.config.strategy.max_trials is None)
     scheduler = make_scheduler(space, session.state.scheduler_state, on_record=session.on_rung)
     if scheduler is not None and session.state.scheduler_header is None:
         session.state.scheduler_header = scheduler.ledger.layout()

@@ -77,12 +77,16 @@ class StrategySearcher(Searcher):
         requeue: Iterable[Requeued] = (),
         listener: SearchListener | None = None,
         cost_limit: CostLimit | None = None,
+        extend_plan: bool = True,
         metric: str = "val_accuracy",
         mode: str = "max",
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.strategy = strategy
         self.cost_limit = cost_limit
+        #: under a cost limit, plan more trials when the strategy's planned count runs out first
+        #: (False: the count is a cap the user set, `strategy.max_trials`)
+        self.extend_plan = extend_plan and cost_limit is not None
         self.budget_spent = False  # a cost budget ended the search
         self.space: SearchSpace = strategy.space
         self.max_concurrent = max_concurrent
@@ -130,17 +134,17 @@ class StrategySearcher(Searcher):
             return self._launch(tune_id, item.trial_id, tuple(item.ranks), item.info, item.resume_from,
                                 self._hparams[item.trial_id])
         running = [float(self._samples.get(t, 0)) for t in self._live]
-        if not self._finished and self.cost_limit is not None and plan_more(self.strategy, self.cost_limit, running):
+        if not self._finished and self.extend_plan and plan_more(self.strategy, self.cost_limit, running):
             log.info("strategy '%s' asked every trial it planned and the cost budget has room: planning "
                      "%d in all", self.strategy.name, self.strategy.budget)
         if self._finished:
             return Searcher.FINISHED
         if self.strategy.is_finished():
-            if self.cost_limit is not None and self._live and self.strategy.n_asked >= self.strategy.budget:
+            if self.extend_plan and self._live and self.strategy.n_asked >= self.strategy.budget:
                 return None  # a running trial stopped early may leave room to plan more
             self._finished = True
             # the plan ran out and plan_more found no room: the cost budget ended the search
-            self.budget_spent = (self.cost_limit is not None and self.strategy.n_asked >= self.strategy.budget
+            self.budget_spent = (self.extend_plan and self.strategy.n_asked >= self.strategy.budget
                                  and not self.cost_limit.allows(running))
             return Searcher.FINISHED
         if self.cost_limit is not None and not self.cost_limit.allows(running):

@@ -229,12 +229,12 @@ def test_a_budget_in_epochs_is_spent_and_not_exceeded(ray_runtime, tmp_path, tra
     # planned for the expected cost of a trial under the rungs (1 epoch, then a third go on)
     assert prepared.settings.budget == int(9 * n_full / (per_trial * (1 + 1 / 3) / 2))
     outcome = service.run_prepared(prepared, show_progress=False)
-    # the plan is an expectation: when MO-ASHA stops fewer trials than expected (arrival order
-    # decides its lenient starts), the cost limit and the plan can end the search together
-    assert outcome.status == "finished" and 3 <= outcome.n_trials <= prepared.settings.budget
+    # the plan is an expectation (MO-ASHA's lenient starts promote more than a third): when the
+    # planned trials are all asked with budget left, more are planned, so only the cost ends it
+    assert outcome.status == "finished" and outcome.n_trials >= 3
     spent = outcome.cost["samples_consumed"]
     assert spent <= 9 * n_full  # never past the budget
-    assert spent + per_trial > 9 * n_full - per_trial  # and stopped only when a trial no longer fit
+    assert spent + per_trial > 9 * n_full  # and stopped only when the next trial no longer fit
     assert outcome.cost["budget"] == "9ep" and outcome.cost["spent_samples"] == spent
 
 

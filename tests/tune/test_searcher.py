@@ -174,6 +174,14 @@ def test_a_cost_budget_outlasting_the_planned_trials_extends_the_plan_and_resume
     assert [o.ranks for o in again.observations] == [o.ranks for o in s.strategy.observations]
 
 
+def test_a_planned_count_set_by_hand_caps_the_trials_under_a_cost_budget(make):
+    from ranksearch.budget import CostLimit
+
+    s, _ = make(budget=2, max_concurrent=4, cost_limit=CostLimit(1000, 300), extend_plan=False)
+    assert s.suggest("A") and s.suggest("B")
+    assert s.suggest("C") == FINISHED and s.strategy.budget == 2 and not s.budget_spent
+
+
 def test_errored_trial_is_told_failed_with_its_reason(make):
     s, rec = make()
     s.suggest("A")
