@@ -43,7 +43,8 @@ class LearnedOptions(StrategyOptions):
                        choices=KNOBS)
     targets: tuple[float, ...] = option((), "the knob's values, one trial each; empty: `budget` "
                                         "target compressions spread evenly (log scale) over the "
-                                        "space's feasible range", low=0)
+                                        "space's feasible range (a plan extended under a cost "
+                                        "budget adds the midpoints of the widest gaps)", low=0)
     epochs: int | None = option(None, "epochs of each trial's gated run (None: the recipe's)",
                                 low=1)
     finetune_epochs: int | None = option(None, "epochs of fine-tuning at the learned ranks "
@@ -169,9 +170,29 @@ class LearnedRanks(Strategy):
             exclude.add(tuple(found))
         return None
 
+    def _refined_targets(self, n: int) -> tuple[float, ...]:
+        """`n` more target compressions for a plan extended past the spread (`extend_budget`):
+        the log-scale midpoint of the widest gap between the targets so far (and the feasible
+        range's ends), one at a time."""
+        lo, hi = self._feasible_range()
+        points = sorted({math.log(max(lo, MIN_TARGET)), math.log(max(hi, MIN_TARGET)),
+                         *(math.log(k) for k in self.knobs)})
+        new: list[float] = []
+        for _ in range(n):
+            a, b = max(zip(points, points[1:], strict=False), key=lambda g: g[1] - g[0])
+            mid = 0.5 * (a + b)
+            value = round(math.exp(mid), 6)
+            if value in self.knobs or value in new:
+                break  # the range is used up at this resolution
+            new.append(value)
+            points = sorted([*points, mid])
+        return tuple(new)
+
     def _propose(self, limit: int) -> Iterable[Proposal]:
         out: list[Proposal] = []
         taken: set[RankConfig] = set()
+        if self._next_knob >= len(self.knobs) and not self.opts.targets:
+            self.knobs += self._refined_targets(limit)  # the plan was extended: fill the gaps
         while self._next_knob < len(self.knobs) and len(out) < limit:
             index = self._next_knob
             ranks = self._placeholder(index, taken)
@@ -184,8 +205,9 @@ class LearnedRanks(Strategy):
             spec = self.spec(index)
             out.append(Proposal(ranks, {"learn": spec.to_config(),
                                         "learn_knob": f"{spec.knob}={spec.value:g}"}))
-        if self._next_knob >= len(self.knobs):
-            self.mark_exhausted()  # every knob proposed: the queued ones are still handed out
+        if self._next_knob >= len(self.knobs) and (self.opts.targets or not out):
+            # every given knob proposed (the queued ones are still handed out), or no gap left
+            self.mark_exhausted()
         return out
 
     # -- results --------------------------------------------------------------------------------

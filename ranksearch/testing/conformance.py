@@ -16,7 +16,8 @@ results, exhausted spaces, constraints, determinism for a seed, the state round 
 proposed first, unknown options, and a mixed space (ranks plus hyperparameters with a
 condition, `spaces.mixed`): proposals valid and canonical, a conditional parameter present
 exactly when its condition holds, no configuration twice (ranks and values), the budget kept,
-the state round trip exact, and the hyperparameters really varied. A strategy that keeps them
+the state round trip exact, and the hyperparameters really varied; and a plan extended past its
+budget (`extend_budget`, what a cost budget with room left does) goes on and replays. A strategy that keeps them
 at their defaults by design declares `varies_hparams = False` (`uniform`, the equal-rank
 baseline); the check then asserts exactly that. Compare `optuna/testing/pytest_samplers.py`.
 """
@@ -292,6 +293,30 @@ def _state_round_trip(make: _Target, space: Any) -> None:
     _no_repeats([_config(p) for p in first] + rest[0])
 
 
+def check_extended_plan(make: _Target) -> None:
+    """After its planned trials, `extend_budget` (a cost budget with room left) lets it go on
+    without repeats, and its state replays the extension."""
+    space = spaces.small()
+    a = make(space, seed=5, budget=4)
+    first = drive_proposals(a, space)
+    assert len(first) <= 4 and a.planned_budget == 4, "the planned count changed on its own"
+    a.extend_budget(3)
+    more = drive_proposals(a, space)
+    assert len(first) + len(more) <= 7, f"{len(first) + len(more)} proposals for 4 planned and 3 added"
+    if len(first) == 4:
+        assert more, "nothing proposed after extend_budget, with the space not exhausted"
+    _no_repeats([_config(p) for p in first + more])
+    state = json.loads(json.dumps(a.state_dict(), allow_nan=False))
+    assert state["budget"] == 4 and {"extend": 3} in state["events"], "the extension is not in the state"
+    b = make(space, seed=5, budget=4)
+    b.load_state_dict(state)
+    assert (b.budget, b.n_asked) == (a.budget, a.n_asked), "a reloaded strategy lost the extension"
+    a.extend_budget(2)
+    b.extend_budget(2)
+    assert [_config(p) for p in drive_proposals(a, space)] == [_config(p) for p in drive_proposals(b, space)], \
+        "a reloaded strategy continued differently after the extension"
+
+
 def _config(p: Proposal) -> tuple:
     """A proposal's identity: ranks and sorted hyperparameter values."""
     return p.ranks, tuple(sorted(p.hparams.items()))
@@ -394,6 +419,7 @@ _CHECKS: dict[str, Callable[[_Target], None]] = {
     "seeds_come_first": check_seeds_come_first,
     "unknown_option_is_an_error": check_unknown_option_is_an_error,
     "mixed_space": check_mixed_space,
+    "extended_plan": check_extended_plan,
 }
 #: The names of the checks, for `pytest.mark.parametrize("check", CHECKS)`.
 CHECKS: tuple[str, ...] = tuple(_CHECKS)

@@ -121,7 +121,7 @@ def test_a_correct_strategy_passes_with_one_call():
 
 
 @pytest.mark.parametrize(("broken", "failing"), [
-    (_GlobalRandom, {"same_seed_same_proposals", "state_round_trip"}),
+    (_GlobalRandom, {"same_seed_same_proposals", "state_round_trip", "extended_plan"}),
     (_Stalls, {"protocol", "all_failed_still_finishes"}),
     (_CrashesOnFailures, {"failed_pruned_and_nan_results", "all_failed_still_finishes"}),
 ])

@@ -272,29 +272,3 @@ def test_a_strategy_planned_for_a_cost_budget_is_restored_from_its_state(name):
     assert b.budget == 9
     assert b.ask_proposal() == a.ask_proposal()
 
-
-@pytest.mark.parametrize("name", [n for n in strategies.available() if n != "learned"])
-def test_an_extended_plan_goes_on_proposing_and_is_replayed_from_the_state(name):
-    """A cost budget that outlasts the planned trials (`ranksearch.budget.plan_more`): every
-    strategy goes on past its planned count, and its state replays the extension."""
-    space = spaces.mixed(strategy={"name": name, "budget": "60ep"})
-    a = strategies.get(name, space, seed=5, budget=4)
-    asked = 0
-    while not a.is_finished():
-        p = a.ask_proposal()
-        assert p is not None, "a sequential loop: every asked trial was told"
-        a.tell(str(p), spaces.objective(space, p.ranks, hparams=dict(p.hparams)))
-        asked += 1
-    assert asked == 4 and a.ask_proposal() is None
-    a.extend_budget(3)
-    assert not a.is_finished()
-    p = a.ask_proposal()
-    assert p is not None
-    a.tell(str(p), spaces.objective(space, p.ranks, hparams=dict(p.hparams)))
-    state = json.loads(json.dumps(a.state_dict()))
-    assert state["budget"] == 4 and {"extend": 3} in state["events"]
-    b = strategies.from_state(space, state)
-    assert b.budget == 7 and b.planned_budget == 4 and b.n_asked == 5
-    assert b.ask_proposal() == a.ask_proposal()
-    with pytest.raises(StrategyError, match="positive number"):
-        a.extend_budget(0)
