@@ -140,12 +140,12 @@ class StrategySearcher(Searcher):
         if self._finished:
             return Searcher.FINISHED
         if self.strategy.is_finished():
-            if self.extend_plan and self._live and self.strategy.n_asked >= self.strategy.budget:
+            out_of_plan = self.extend_plan and self.strategy.n_asked >= self.strategy.budget
+            if out_of_plan and self._live:
                 return None  # a running trial stopped early may leave room to plan more
             self._finished = True
             # the plan ran out and plan_more found no room: the cost budget ended the search
-            self.budget_spent = (self.extend_plan and self.strategy.n_asked >= self.strategy.budget
-                                 and not self.cost_limit.allows(running))
+            self.budget_spent = out_of_plan and not self.cost_limit.allows(running)
             return Searcher.FINISHED
         if self.cost_limit is not None and not self.cost_limit.allows(running):
             if not self._live and not self._awaiting_reason:  # nothing left that could free budget

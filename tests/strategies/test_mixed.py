@@ -271,4 +271,3 @@ def test_a_strategy_planned_for_a_cost_budget_is_restored_from_its_state(name):
     b = strategies.from_state(space, json.loads(json.dumps(a.state_dict())))
     assert b.budget == 9
     assert b.ask_proposal() == a.ask_proposal()
-
